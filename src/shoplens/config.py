@@ -1,0 +1,91 @@
+"""Every default of the pipeline in one place: paths, data options, feature options.
+
+The Makefile and the command line take their defaults from here, so changing a
+value here changes it everywhere. Paths are relative to the project directory,
+which is the current working directory unless ``SHOPLENS_PROJECT_DIR`` is set.
+"""
+import os
+from pathlib import Path
+
+PROJECT_DIR = Path(os.environ.get("SHOPLENS_PROJECT_DIR", ".")).resolve()
+
+DATA_DIR = PROJECT_DIR / "data"
+RAW_DIR = DATA_DIR / "raw"
+EXTERNAL_DIR = DATA_DIR / "external"
+INTERIM_DIR = DATA_DIR / "interim"
+PROCESSED_DIR = DATA_DIR / "processed"
+FEATURES_DIR = PROCESSED_DIR / "features"
+MODELS_DIR = PROJECT_DIR / "models"
+LOGS_DIR = PROJECT_DIR / "logs"
+REPORTS_DIR = PROJECT_DIR / "reports"
+FIGURES_DIR = REPORTS_DIR / "figures"
+BENCHMARKS_DIR = REPORTS_DIR / "benchmarks"
+
+# Demo catalog (make demo, tests, benchmarks)
+DEMO_CATALOG_DIR = RAW_DIR / "demo"
+DEMO_N = 2000
+DEMO_SEED = 42
+DEMO_IMAGE_SIZE = 128
+
+# make_dataset
+CATALOG = DEMO_CATALOG_DIR
+CATEGORY_SEP = " > "
+LEVELS = 3
+LEVEL_NAMES = ("product_category", "product_type", "product_details")
+MIN_ITEMS = 10
+SUBSAMPLE = 1.0
+SPLIT_RATIOS = (0.7, 0.15, 0.15)
+SPLITS = ("train", "validate", "test")
+SEED = 42
+LANGUAGE = "english"
+
+# Column names of the two layouts read out of the box.
+GENERIC_COLUMNS = {"id": "id", "title": "title", "image": "image", "category": "category"}
+FASHION_COLUMNS = {
+    "id": "id",
+    "title": "productDisplayName",
+    "levels": ("masterCategory", "subCategory", "articleType"),
+    "attributes": ("gender", "baseColour", "season", "year", "usage"),
+}
+
+# build_features
+IMAGE_SIZE = 64
+VOCAB_SIZE = 5000
+TITLE_LENGTH = 16
+
+# Worker processes for image decoding; None means one per core.
+WORKERS = None
+
+
+def level_names(levels=LEVELS):
+    """Names of the category levels: the three of the original system, or level_1..n."""
+    if levels == len(LEVEL_NAMES):
+        return list(LEVEL_NAMES)
+    return [f"level_{i + 1}" for i in range(levels)]
+
+
+def make_defaults():
+    """The defaults above as Make variable assignments, so the Makefile never repeats them."""
+    def rel(path):
+        return path.relative_to(PROJECT_DIR) if path.is_relative_to(PROJECT_DIR) else path
+
+    values = {
+        "DEMO_DIR": rel(DEMO_CATALOG_DIR),
+        "DEMO_N": DEMO_N,
+        "DEMO_SEED": DEMO_SEED,
+        "CATALOG": rel(CATALOG),
+        "LEVELS": LEVELS,
+        "MIN_ITEMS": MIN_ITEMS,
+        "SUBSAMPLE": SUBSAMPLE,
+        "SPLIT": ",".join(map(str, SPLIT_RATIOS)),
+        "SEED": SEED,
+        "LANGUAGE": LANGUAGE,
+        "IMAGE_SIZE": IMAGE_SIZE,
+        "VOCAB_SIZE": VOCAB_SIZE,
+        "TITLE_LENGTH": TITLE_LENGTH,
+    }
+    return "\n".join(f"{name} ?= {value}" for name, value in values.items())
+
+
+if __name__ == "__main__":
+    print(make_defaults())

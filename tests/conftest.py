@@ -1,0 +1,69 @@
+"""Shared fixtures: small hand-made catalogs and a demo project run through data and features."""
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FASHION = REPO.parent / "shared" / "datasets" / "fashion-products"
+SHOPLENS = [sys.executable, "-m", "shoplens.cli"]
+
+CATEGORIES = ["Apparel > Topwear > Tshirts", "Apparel > Bottomwear > Jeans", "Footwear > Shoes > Sneakers"]
+
+
+def write_image(path, colour, size=(32, 32)):
+    """A small JPEG of one colour with a little noise, so no two are identical."""
+    rng = np.random.default_rng(zlib.crc32(path.name.encode()))
+    pixels = np.clip(np.array(colour) + rng.integers(-10, 10, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path, "JPEG")
+
+
+def make_catalog(folder, n_per_category=12, rows=None, titles=True, images=True):
+    """Write ``folder/catalog.csv`` (generic layout) and its images; return the folder.
+
+    ``rows`` (dicts) are appended as written, to plant bad rows.
+    """
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    records = []
+    for c, category in enumerate(CATEGORIES):
+        for i in range(n_per_category):
+            item = f"{c}{i:03d}"
+            record = {"id": item, "category": category, "gender": ["Men", "Women"][i % 2]}
+            if titles:
+                record["title"] = f"Brand{i % 3} {category.split(' > ')[-1]} number {i} in Blue"
+            if images:
+                record["image"] = f"{item}.jpg"
+                write_image(folder / "images" / f"{item}.jpg", (60 * c, 100, 200 - 60 * c))
+            records.append(record)
+    pd.DataFrame(records + list(rows or [])).to_csv(folder / "catalog.csv", index=False)
+    return folder
+
+
+def run_cli(*args, cwd):
+    """Run the real command line in a project folder; return the finished process."""
+    env = {**os.environ, "SHOPLENS_PROJECT_DIR": str(cwd)}
+    return subprocess.run([*SHOPLENS, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def demo_project(tmp_path_factory):
+    """A project folder with a 600-item demo catalog made into splits and features."""
+    from shoplens.data.demo_catalog import generate_demo_catalog
+    from shoplens.data.make_dataset import make_dataset
+    from shoplens.features.build_features import build_features
+
+    project = tmp_path_factory.mktemp("demo_project")
+    catalog = project / "data" / "raw" / "demo"
+    generate_demo_catalog(catalog, n=600, seed=7, progress=False)
+    processed = project / "data" / "processed"
+    summary = make_dataset(catalog, min_items=5, interim_dir=project / "data" / "interim",
+                           processed_dir=processed, progress=False)
+    build_features(processed_dir=processed, progress=False)
+    return project, summary
