@@ -27,20 +27,30 @@ ARGS_demo = --n $(DEMO_N) --seed $(DEMO_SEED) --out "$(DEMO_DIR)"
 ARGS_data = --catalog "$(CATALOG)" $(strip $(COLUMN_ARGS)) --levels $(LEVELS) --language $(LANGUAGE) \
 	--min-items $(MIN_ITEMS) --subsample $(SUBSAMPLE) --split $(SPLIT) --seed $(SEED)
 ARGS_features = --image-size $(IMAGE_SIZE) --vocab-size $(VOCAB_SIZE) --title-length $(TITLE_LENGTH)
+MODEL_NAME = $(CLASSMODE)_$(MODELMODE)
+MODEL_ARGS = --classmode $(CLASSMODE) --modelmode $(MODELMODE)
+ARGS_train_$(MODEL_NAME) = $(MODEL_ARGS) --backbone $(BACKBONE) --weights "$(WEIGHTS)" \
+	$(if $(filter 1 true yes,$(FINETUNE)),--finetune,--frozen) --text-encoder $(TEXT_ENCODER) --epochs $(EPOCHS) \
+	--batch-size $(BATCH_SIZE) --learning-rate $(LEARNING_RATE) --patience $(PATIENCE) \
+	$(if $(filter 1 true yes,$(CLASS_WEIGHTS)),--class-weights,--no-class-weights) --seed $(SEED)
 
 DATA_OUT := data/processed/summary.json
 FEATURES_OUT := data/processed/features/features.json
+MODEL_OUT = models/$(MODEL_NAME).keras
+METRICS_OUT = reports/metrics/$(MODEL_NAME).json
 
-.PHONY: help demo test data features demo-catalog benchmark benchmark-data lint clean FORCE
+.PHONY: help demo test data features model_train model_predict tensorboard demo-catalog benchmark \
+	benchmark-data benchmark-models lint clean FORCE
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 demo: $(INSTALLED) ## Set up, generate the demo catalog and run the pipeline on it
-	@$(MAKE) --no-print-directory features CATALOG=$(DEMO_DIR)
+	@$(MAKE) --no-print-directory model_predict CATALOG=$(DEMO_DIR) CLASSMODE=multilabel MODELMODE=combined \
+		BACKBONE=simple WEIGHTS=none EPOCHS=$(DEMO_EPOCHS)
 	@echo
 	@$(BIN)/shoplens summary
-	@echo "results: data/processed/ (splits, summary.json) and data/processed/features/"
+	@echo "results: data/processed/ (splits, features), models/multilabel_combined.keras, reports/"
 
 test: $(INSTALLED) ## Set up and run the test suite
 	$(BIN)/pytest
@@ -57,10 +67,25 @@ features: $(FEATURES_OUT) ## Preprocess images, fit vocabulary and label encoder
 $(FEATURES_OUT): $(DATA_OUT) .make/features.args $(wildcard src/shoplens/features/*.py) | $(INSTALLED)
 	$(BIN)/shoplens build-features $(ARGS_features)
 
-benchmark: benchmark-data ## Run every benchmark; results in reports/benchmarks/
+model_train: $(MODEL_OUT) ## Train a classifier (CLASSMODE, MODELMODE, BACKBONE, WEIGHTS, ...)
+$(MODEL_OUT): $(FEATURES_OUT) .make/train_$(MODEL_NAME).args $(wildcard src/shoplens/models/*.py) | $(INSTALLED)
+	$(BIN)/shoplens train $(ARGS_train_$(MODEL_NAME))
+
+model_predict: $(METRICS_OUT) ## Evaluate a trained model on the test split and print its report
+	@$(BIN)/shoplens report $(MODEL_ARGS)
+$(METRICS_OUT): $(MODEL_OUT)
+	$(BIN)/shoplens evaluate $(MODEL_ARGS) > /dev/null
+
+tensorboard: $(INSTALLED) ## TensorBoard on logs/
+	$(BIN)/tensorboard --logdir logs
+
+benchmark: benchmark-data benchmark-models ## Run every benchmark; results in reports/benchmarks/
 
 benchmark-data: $(INSTALLED) ## Time data + features on a 100,000-item demo catalog
 	$(BIN)/python benchmarks/data.py
+
+benchmark-models: $(INSTALLED) ## Train and evaluate every model on the fashion catalog
+	$(BIN)/python benchmarks/models.py
 
 lint: $(INSTALLED) ## Check the code style
 	$(BIN)/ruff check src tests benchmarks

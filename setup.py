@@ -21,6 +21,7 @@ setup(
         "pillow>=10",
         "pyarrow>=14",
         "scikit-learn>=1.4",
+        "tensorboard>=2.16",
         "tensorflow>=2.16",
         "tqdm>=4.66",
     ],

@@ -26,6 +26,7 @@ DEMO_CATALOG_DIR = RAW_DIR / "demo"
 DEMO_N = 2000
 DEMO_SEED = 42
 DEMO_IMAGE_SIZE = 128
+DEMO_EPOCHS = 8
 
 # make_dataset
 CATALOG = DEMO_CATALOG_DIR
@@ -53,6 +54,19 @@ IMAGE_SIZE = 64
 VOCAB_SIZE = 5000
 TITLE_LENGTH = 16
 
+# train_model
+CLASSMODE = "multilabel"  # one softmax per level; "multiclass": one over the full paths
+MODELMODE = "combined"  # "image", "text" or "combined"
+BACKBONE = "vgg16"  # a keras.applications backbone or "simple"
+WEIGHTS = "imagenet"  # "imagenet", "none" or a weights file
+FINETUNE = False
+TEXT_ENCODER = "bag"  # "bag", "cnn" or "lstm"
+EPOCHS = 30
+BATCH_SIZE = 64
+LEARNING_RATE = 1e-3
+PATIENCE = 3  # epochs without a better validation loss before stopping
+CLASS_WEIGHTS = False
+
 # Worker processes for image decoding; None means one per core.
 WORKERS = None
 
@@ -73,6 +87,7 @@ def make_defaults():
         "DEMO_DIR": rel(DEMO_CATALOG_DIR),
         "DEMO_N": DEMO_N,
         "DEMO_SEED": DEMO_SEED,
+        "DEMO_EPOCHS": DEMO_EPOCHS,
         "CATALOG": rel(CATALOG),
         "LEVELS": LEVELS,
         "MIN_ITEMS": MIN_ITEMS,
@@ -83,6 +98,17 @@ def make_defaults():
         "IMAGE_SIZE": IMAGE_SIZE,
         "VOCAB_SIZE": VOCAB_SIZE,
         "TITLE_LENGTH": TITLE_LENGTH,
+        "CLASSMODE": CLASSMODE,
+        "MODELMODE": MODELMODE,
+        "BACKBONE": BACKBONE,
+        "WEIGHTS": WEIGHTS,
+        "FINETUNE": int(FINETUNE),
+        "TEXT_ENCODER": TEXT_ENCODER,
+        "EPOCHS": EPOCHS,
+        "BATCH_SIZE": BATCH_SIZE,
+        "LEARNING_RATE": LEARNING_RATE,
+        "PATIENCE": PATIENCE,
+        "CLASS_WEIGHTS": int(CLASS_WEIGHTS),
     }
     return "\n".join(f"{name} ?= {value}" for name, value in values.items())
 

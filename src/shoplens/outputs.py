@@ -8,11 +8,14 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds."""
+def atomic_path(path, suffix=".tmp"):
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
+
+    ``suffix`` ends the temporary name, for writers that insist on one (Keras: ``.keras``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the artifact should not be
     try:

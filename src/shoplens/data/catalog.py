@@ -78,7 +78,7 @@ def locate(path):
     return path, "fashion" if path.name == "styles.csv" else "generic"
 
 
-def read_catalog(path, columns=None, levels=config.LEVELS, image_dir=None):
+def read_catalog(path, columns=None, levels=config.LEVELS, image_dir=None, require_category=True):
     """Read a catalog into the standard table.
 
     Parameters
@@ -92,6 +92,9 @@ def read_catalog(path, columns=None, levels=config.LEVELS, image_dir=None):
         by repeating their last level.
     image_dir : str or Path, optional
         Folder the image paths are relative to; default ``images/`` beside the CSV.
+    require_category : bool
+        Whether a catalog without its category column(s) is an error; new items to
+        classify have none (their ``category_parts`` are empty).
 
     Returns
     -------
@@ -117,7 +120,10 @@ def read_catalog(path, columns=None, levels=config.LEVELS, image_dir=None):
     category_col = None if level_cols else (columns.category or config.GENERIC_COLUMNS["category"])
 
     found = list(frame.columns)
-    required = [id_col, *(level_cols or [category_col]), *columns.named()]
+    has_category = all(c in frame for c in (level_cols or [category_col]))
+    required = [id_col, *columns.named()]
+    if require_category or has_category:
+        required += list(level_cols or [category_col])
     for name in required:
         if name not in frame:
             raise ShoplensError(
@@ -139,7 +145,9 @@ def read_catalog(path, columns=None, levels=config.LEVELS, image_dir=None):
             f"(looked for columns '{title_col}' and '{image_col or 'image'}'; found: {', '.join(found)})"
         )
 
-    if level_cols:
+    if not has_category:
+        parts = [[]] * len(frame)
+    elif level_cols:
         parts = frame[list(level_cols)].apply(lambda col: col.str.strip()).values.tolist()
     else:
         parts = frame[category_col].str.split(columns.category_sep, regex=False).tolist()

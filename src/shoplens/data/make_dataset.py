@@ -215,7 +215,8 @@ def _split(table, ratios, seed):
             f"cannot split {len(table)} rows in {table['category'].nunique()} categories "
             f"{'/'.join(map(str, ratios))} stratified ({err}); raise MIN_ITEMS or change SPLIT"
         ) from None
-    return {name: part.sort_index().reset_index(drop=True) for name, part in zip(config.SPLITS, (train, validate, test))}
+    parts = (train, validate, test)
+    return {name: part.sort_index().reset_index(drop=True) for name, part in zip(config.SPLITS, parts)}
 
 
 def _data_version(splits):

@@ -34,7 +34,7 @@ def plot_class_imbalance(table, levels, path=None, top=30):
         ax.tick_params(axis="y", labelsize=8)
     fig.suptitle("Class imbalance per level")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_title_lengths(table, level, path=None):
@@ -63,10 +63,11 @@ def plot_title_lengths(table, level, path=None):
     ax.set_title(f"Title length per {level}, before and after cleaning")
     ax.legend()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path):
+def save_figure(fig, path):
+    """Write a figure as PNG, atomically, if a path is given; return the figure."""
     if path is not None:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=100)

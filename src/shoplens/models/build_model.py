@@ -1,0 +1,157 @@
+"""The classifiers: an image tower, a text tower, or both fused, with one softmax head per level
+(multilabel) or one over the full category paths (multiclass).
+
+Every model takes a dict of inputs, ``{"image": uint8 (size, size, 3)}`` and/or
+``{"title": cleaned title string}``, so preprocessing lives inside the saved model
+and a reloaded model needs nothing but :mod:`shoplens` to predict.
+"""
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from shoplens import ShoplensError
+
+BACKBONES = {
+    "vgg16": keras.applications.vgg16,
+    "mobilenetv2": keras.applications.mobilenet_v2,
+    "efficientnetb0": keras.applications.efficientnet,
+    "resnet50": keras.applications.resnet50,
+}
+_CONSTRUCTORS = {
+    "vgg16": "VGG16",
+    "mobilenetv2": "MobileNetV2",
+    "efficientnetb0": "EfficientNetB0",
+    "resnet50": "ResNet50",
+}
+TEXT_ENCODERS = ("bag", "cnn", "lstm")
+IMAGE_EMBEDDING = "image_embedding"  # the layer feature extraction reads
+TEXT_EMBEDDING = "text_embedding"
+
+
+@keras.saving.register_keras_serializable(package="shoplens")
+class BackbonePreprocess(layers.Layer):
+    """The ``preprocess_input`` of a ``keras.applications`` backbone, as a saveable layer."""
+
+    def __init__(self, backbone, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+
+    def call(self, inputs):
+        return BACKBONES[self.backbone].preprocess_input(inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": self.backbone}
+
+
+def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbone="vgg16", weights="imagenet",
+                finetune=False, text_encoder="bag", embedding_dim=64, dropout=0.3):
+    """Build an uncompiled classifier.
+
+    Parameters
+    ----------
+    heads : dict
+        Output name -> number of classes: one entry per level (multilabel) or
+        ``{"category": number of paths}`` (multiclass).
+    image_size : int, optional
+        Side of the square input images; ``None`` for a text-only model.
+    vocabulary : list of str, optional
+        Title tokens, most frequent first; ``None`` for an image-only model.
+    title_length : int
+        Tokens read per title.
+    backbone : {"vgg16", "mobilenetv2", "efficientnetb0", "resnet50", "simple"}
+    weights : {"imagenet", "none"} or path
+        Backbone weights: downloaded ImageNet ones, random, or a local weights file.
+    finetune : bool
+        Train the backbone's weights too (otherwise they stay frozen).
+    text_encoder : {"bag", "cnn", "lstm"}
+    """
+    inputs, features = {}, []
+    if image_size:
+        inputs["image"] = keras.Input((image_size, image_size, 3), dtype="uint8", name="image")
+        features.append(image_tower(inputs["image"], backbone, weights, finetune))
+    if vocabulary:
+        inputs["title"] = keras.Input((), dtype="string", name="title")
+        features.append(text_tower(inputs["title"], vocabulary, title_length, text_encoder, embedding_dim))
+    x = layers.Concatenate(name="fused")(features) if len(features) > 1 else features[0]
+    x = layers.Dropout(dropout)(x)
+    outputs = {name: layers.Dense(n, activation="softmax", name=name)(x) for name, n in heads.items()}
+    return keras.Model(inputs, outputs, name="shoplens_classifier")
+
+
+def image_tower(image, backbone="vgg16", weights="imagenet", finetune=False, embedding_dim=256):
+    """Augment (in training only), preprocess, run the backbone, project to an embedding."""
+    x = layers.Rescaling(1.0, dtype="float32")(image)  # uint8 -> float32
+    x = layers.RandomFlip("horizontal")(x)
+    x = layers.RandomTranslation(0.08, 0.08, fill_mode="nearest")(x)
+    x = layers.RandomZoom((-0.1, 0.1), fill_mode="nearest")(x)
+    x = layers.RandomBrightness(0.1, value_range=(0, 255))(x)
+    x = layers.RandomContrast(0.1, value_range=(0, 255))(x)
+    if backbone == "simple":
+        x = simple_cnn(x)
+    else:
+        x = BackbonePreprocess(backbone)(x)
+        base = _pretrained(backbone, weights, tuple(image.shape[1:]))
+        base.trainable = finetune
+        # A frozen base also keeps its batch-norm statistics frozen (training=False).
+        x = base(x, training=None if finetune else False)
+    return layers.Dense(embedding_dim, activation="relu", name=IMAGE_EMBEDDING)(x)
+
+
+def simple_cnn(x, widths=(32, 64, 128, 256)):
+    """A small CNN with batch norm that trains from scratch on a CPU in minutes."""
+    x = layers.Rescaling(1 / 255.0)(x)
+    for width in widths:
+        for _ in range(2):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D()(x)
+    return layers.GlobalAveragePooling2D()(x)
+
+
+def text_tower(title, vocabulary, title_length=16, encoder="bag", embedding_dim=64):
+    """Token ids over the fitted vocabulary, an embedding, and a bag, CNN or LSTM encoder."""
+    if encoder not in TEXT_ENCODERS:
+        raise ShoplensError(f"unknown TEXT_ENCODER '{encoder}' (choose from {', '.join(TEXT_ENCODERS)})")
+    tokens = layers.TextVectorization(
+        vocabulary=vocabulary, standardize=None, split="whitespace", output_sequence_length=title_length
+    )(title)
+    x = layers.Embedding(len(vocabulary) + 2, embedding_dim, mask_zero=True)(tokens)
+    if encoder == "bag":
+        x = layers.GlobalAveragePooling1D()(x)
+    elif encoder == "cnn":
+        x = layers.Conv1D(128, 3, padding="same", activation="relu")(x)
+        x = layers.GlobalMaxPooling1D()(x)
+    else:
+        x = layers.Bidirectional(layers.LSTM(64))(x)
+    return layers.Dense(128, activation="relu", name=TEXT_EMBEDDING)(x)
+
+
+def _pretrained(backbone, weights, input_shape):
+    """A headless ``keras.applications`` backbone with global average pooling."""
+    if backbone not in BACKBONES:
+        raise ShoplensError(f"unknown BACKBONE '{backbone}' (choose from {', '.join([*BACKBONES, 'simple'])})")
+    constructor = getattr(keras.applications, _CONSTRUCTORS[backbone])
+    local = weights not in ("imagenet", "none", None)
+    if local and not Path(weights).is_file():
+        raise ShoplensError(f"{weights}: weights file not found (WEIGHTS takes imagenet, none or a file)")
+    if weights == "imagenet":
+        try:
+            return constructor(include_top=False, weights="imagenet", input_shape=input_shape, pooling="avg")
+        except Exception as err:  # keras.utils.get_file raises a bare Exception when offline
+            raise ShoplensError(
+                f"cannot download the ImageNet weights of {backbone} ({_first_line(err)}); "
+                "offline, use WEIGHTS=none or WEIGHTS=path/to/weights-file"
+            ) from None
+    base = constructor(include_top=False, weights=None, input_shape=input_shape, pooling="avg")
+    if local:
+        try:
+            base.load_weights(weights)
+        except (OSError, ValueError) as err:
+            raise ShoplensError(f"{weights}: cannot load as {backbone} weights ({_first_line(err)})") from None
+    return base
+
+
+def _first_line(err):
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

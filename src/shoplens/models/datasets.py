@@ -1,0 +1,94 @@
+"""Model inputs and targets from the features stage, and the ``tf.data`` pipeline that streams them."""
+import numpy as np
+import tensorflow as tf
+
+from shoplens import ShoplensError, config
+from shoplens.data.make_dataset import load_split
+from shoplens.features.build_features import load_images
+
+CLASSMODES = ("multilabel", "multiclass")
+MODELMODES = ("combined", "image", "text")
+
+
+def check_modes(classmode, modelmode, features):
+    """Refuse a mode the catalog cannot serve, saying why."""
+    if classmode not in CLASSMODES:
+        raise ShoplensError(f"unknown CLASSMODE '{classmode}' (choose from {', '.join(CLASSMODES)})")
+    if modelmode not in MODELMODES:
+        raise ShoplensError(f"unknown MODELMODE '{modelmode}' (choose from {', '.join(MODELMODES)})")
+    if modelmode in ("image", "combined") and not features["has_images"]:
+        raise ShoplensError(f"MODELMODE={modelmode} needs images, but this catalog has none; use MODELMODE=text")
+    if modelmode in ("text", "combined") and not features["has_titles"]:
+        raise ShoplensError(f"MODELMODE={modelmode} needs titles, but this catalog has none; use MODELMODE=image")
+
+
+def heads(classmode, labels):
+    """Output name -> number of classes."""
+    if classmode == "multiclass":
+        return {"category": len(labels["paths"])}
+    return {name: len(classes) for name, classes in labels["levels"].items()}
+
+
+def encode_targets(table, classmode, labels):
+    """Class indices per output; -1 where a class was never seen in training."""
+    if classmode == "multiclass":
+        columns = {"category": ("category", labels["paths"])}
+    else:
+        columns = {name: (name, classes) for name, classes in labels["levels"].items()}
+    targets = {}
+    for output, (column, classes) in columns.items():
+        index = {c: i for i, c in enumerate(classes)}
+        targets[output] = np.array([index.get(v, -1) for v in table[column]], dtype=np.int32)
+    return targets
+
+
+def split_inputs(split, modelmode, features_dir=config.FEATURES_DIR, processed_dir=config.PROCESSED_DIR):
+    """The processed table of a split and the model inputs of its rows."""
+    table = load_split(split, processed_dir)
+    inputs = {}
+    if modelmode in ("image", "combined"):
+        inputs["image"] = load_images(split, features_dir)
+        if len(inputs["image"]) != len(table):
+            raise ShoplensError(f"{features_dir}: images of '{split}' do not match the split; run `make features`")
+    if modelmode in ("text", "combined"):
+        inputs["title"] = table["clean_title"].to_numpy(dtype=object)
+    return table, inputs
+
+
+def tf_dataset(inputs, targets=None, batch_size=config.BATCH_SIZE, shuffle=False, seed=config.SEED,
+               sample_weight=None):
+    """Batches of ``(inputs, targets[, sample_weight])``, streamed in order or shuffled each epoch.
+
+    Images are gathered a batch at a time from the memory-mapped array, so any catalog
+    size streams in constant memory; everything else is small and held as tensors.
+    """
+    n = len(next(iter(inputs.values())))
+    images = inputs.get("image")
+    tensors = {name: tf.constant(value) for name, value in inputs.items() if name != "image"}
+    if targets is not None:
+        tensors.update({f"target/{name}": tf.constant(value) for name, value in targets.items()})
+    if sample_weight is not None:
+        tensors["sample_weight"] = tf.constant(sample_weight, dtype=tf.float32)
+
+    def gather(index):
+        batch = {name: tf.gather(value, index) for name, value in tensors.items()}
+        if images is not None:
+            pixels = tf.numpy_function(lambda i: images[i], [index], tf.uint8)
+            batch["image"] = tf.ensure_shape(pixels, (None, *images.shape[1:]))
+        x = {name: batch[name] for name in inputs}
+        if targets is None:
+            return x
+        y = {name: batch[f"target/{name}"] for name in targets}
+        return (x, y, batch["sample_weight"]) if sample_weight is not None else (x, y)
+
+    dataset = tf.data.Dataset.range(n)
+    if shuffle:
+        dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def balanced_weights(labels):
+    """Per-item weights inversely proportional to the frequency of its class, averaging 1."""
+    counts = np.bincount(labels)
+    weights = len(labels) / (len(counts) * counts[labels])
+    return (weights / weights.mean()).astype(np.float32)

@@ -1,0 +1,54 @@
+"""Turning a model's probabilities into category paths and per-level scores.
+
+A multilabel model has one softmax per level, and the best class of each level
+need not form a path of the tree ("Footwear > Topwear > Shoes"). Decoding picks
+the path with the highest joint probability instead: the sum over levels of the
+log-probability of that path's class at each level.
+"""
+import numpy as np
+
+from shoplens import config
+
+
+def path_table(paths, levels):
+    """``(n_paths, n_levels)`` class indices of each path's class at each level."""
+    index = [{c: i for i, c in enumerate(classes)} for classes in levels.values()]
+    return np.array([[index[k][part] for k, part in enumerate(p.split(config.CATEGORY_SEP))] for p in paths])
+
+
+def decode_paths(level_probs, paths, levels):
+    """Joint best path for each item.
+
+    Parameters
+    ----------
+    level_probs : list of arrays
+        One ``(n_items, n_classes)`` probability array per level, in level order.
+    paths : list of str
+        The valid category paths (those seen in training).
+    levels : dict
+        Level name -> its classes, in the order of ``level_probs``' columns.
+
+    Returns
+    -------
+    index : array of int
+        Index into ``paths`` of the best path of each item.
+    path_probs : array
+        ``(n_items, n_paths)`` joint probabilities, renormalised over the valid paths.
+    """
+    table = path_table(paths, levels)
+    log_joint = sum(np.log(np.clip(p, 1e-12, 1.0))[:, table[:, k]] for k, p in enumerate(level_probs))
+    log_joint -= log_joint.max(axis=1, keepdims=True)
+    joint = np.exp(log_joint)
+    joint /= joint.sum(axis=1, keepdims=True)
+    return joint.argmax(axis=1), joint
+
+
+def level_probs_from_paths(path_probs, paths, levels):
+    """Per-level probabilities of a distribution over paths: each class sums its paths."""
+    table = path_table(paths, levels)
+    out = []
+    for k, classes in enumerate(levels.values()):
+        onehot = np.zeros((len(paths), len(classes)))
+        onehot[np.arange(len(paths)), table[:, k]] = 1.0
+        out.append(path_probs @ onehot)
+    return out

@@ -1,0 +1,221 @@
+"""The predict_model stage: evaluate a trained model, classify new items and whole catalogs.
+
+``make model_predict`` writes, for model ``<classmode>_<modelmode>``:
+
+* ``reports/metrics/<name>.json``: per level accuracy, random guess, macro-F1 and top-5;
+* ``reports/predictions/<name>.csv``: one row per test item;
+* ``reports/figures/<name>_confusion_<level>.png`` (first two levels) and
+  ``reports/figures/<name>_training.png``.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score
+
+from shoplens import ShoplensError, config
+from shoplens.data.catalog import read_catalog
+from shoplens.data.clean_titles import TitleCleaner
+from shoplens.data.images import check_image, load_image
+from shoplens.models.datasets import encode_targets, split_inputs, tf_dataset
+from shoplens.models.decode import decode_paths, level_probs_from_paths
+from shoplens.models.train_model import load_model
+from shoplens.outputs import atomic_path, write_json
+from shoplens.parallel import imap
+
+
+@dataclass
+class Predictions:
+    """What a model says of a batch of items."""
+
+    paths: list  # the valid category paths, as in training
+    path_index: np.ndarray  # best (decoded) path of each item
+    level_probs: list  # per level, (n_items, n_classes) probabilities
+    levels: dict  # level name -> classes
+    independent: list | None = None  # multilabel: each head's own best class, before decoding
+
+    def path(self, i):
+        return self.paths[self.path_index[i]]
+
+    def decoded_levels(self):
+        """``(n_items, n_levels)`` class names of each item's decoded path."""
+        return np.array([p.split(config.CATEGORY_SEP) for p in self.paths])[self.path_index]
+
+    def top(self, i, k=3):
+        """The ``k`` best classes of each level for item ``i``, with probabilities."""
+        return {name: [(classes[j], float(probs[i, j])) for j in np.argsort(-probs[i])[:k]]
+                for (name, classes), probs in zip(self.levels.items(), self.level_probs)}
+
+
+def predict(model, metadata, inputs, batch_size=config.BATCH_SIZE):
+    """Run the model on a dict of inputs and decode its outputs."""
+    labels = metadata["labels"]
+    levels, paths = labels["levels"], labels["paths"]
+    outputs = model.predict(tf_dataset(inputs, batch_size=batch_size), verbose=0)
+    if metadata["classmode"] == "multiclass":
+        path_probs = outputs["category"]
+        return Predictions(paths, path_probs.argmax(axis=1), level_probs_from_paths(path_probs, paths, levels), levels)
+    level_probs = [outputs[name] for name in levels]
+    index, _ = decode_paths(level_probs, paths, levels)
+    return Predictions(paths, index, level_probs, levels, independent=[p.argmax(axis=1) for p in level_probs])
+
+
+def evaluate(predictions, table, metadata):
+    """Per-level metrics of predictions against the table's true categories.
+
+    Each level is scored on the decoded path, so every prediction is a path of the
+    tree; multilabel models also report each head's own accuracy before decoding.
+    Items of classes never seen in training count as wrong.
+    """
+    truth = encode_targets(table, "multilabel", metadata["labels"])
+    decoded = predictions.decoded_levels()
+    metrics = {"items": len(table), "accuracy": {}, "random_guess": {}, "macro_f1": {}, "top5": {}}
+    if predictions.independent is not None:
+        metrics["accuracy_before_decoding"] = {}
+    for k, (name, classes) in enumerate(predictions.levels.items()):
+        y_true = truth[name]
+        y_pred = np.searchsorted(classes, decoded[:, k])  # classes are sorted
+        probs = predictions.level_probs[k]
+        top5 = np.argsort(-probs, axis=1)[:, :5]
+        metrics["accuracy"][name] = float(np.mean(y_pred == y_true))
+        metrics["random_guess"][name] = 1.0 / len(classes)
+        metrics["macro_f1"][name] = float(f1_score(y_true, y_pred, labels=np.unique(y_true[y_true >= 0]),
+                                                   average="macro", zero_division=0))
+        metrics["top5"][name] = float(np.mean((top5 == y_true[:, None]).any(axis=1)))
+        if predictions.independent is not None:
+            metrics["accuracy_before_decoding"][name] = float(np.mean(predictions.independent[k] == y_true))
+    for key in ("accuracy", "random_guess", "macro_f1", "top5", "accuracy_before_decoding"):
+        if key in metrics:
+            metrics[key]["average"] = float(np.mean(list(metrics[key].values())))
+    metrics["path_accuracy"] = float(np.mean([predictions.path(i) == c for i, c in enumerate(table["category"])]))
+    return metrics
+
+
+def format_report(metrics, title):
+    """The report table of the original system: model accuracy / random guess, per level."""
+    names = list(metrics["accuracy"])
+    width = max(len(n) for n in names) + 1
+    lines = [title]
+    for name in names:
+        line = f"accuracy {name + ':':<{width}} {metrics['accuracy'][name]:.2f} / {metrics['random_guess'][name]:.2f}"
+        line += f"   macro-F1 {metrics['macro_f1'][name]:.2f}   top-5 {metrics['top5'][name]:.2f}"
+        if "accuracy_before_decoding" in metrics:
+            line += f"   (before path decoding {metrics['accuracy_before_decoding'][name]:.2f})"
+        lines.append(line)
+    lines.append(f"full category path accuracy: {metrics['path_accuracy']:.2f}")
+    return "\n".join(lines)
+
+
+def predictions_frame(predictions, table):
+    """One row per item: id, predicted path, and each level of it with its probability."""
+    frame = pd.DataFrame({"id": table["id"].to_numpy()})
+    if "category" in table:
+        frame["category"] = table["category"].to_numpy()
+    frame["predicted_category"] = [predictions.path(i) for i in range(len(table))]
+    decoded = predictions.decoded_levels()
+    for k, ((name, classes), probs) in enumerate(zip(predictions.levels.items(), predictions.level_probs)):
+        index = np.searchsorted(classes, decoded[:, k])
+        frame[f"predicted_{name}"] = decoded[:, k]
+        frame[f"probability_{name}"] = probs[np.arange(len(index)), index].round(4)
+    return frame
+
+
+def model_predict(classmode=config.CLASSMODE, modelmode=config.MODELMODE, processed_dir=config.PROCESSED_DIR,
+                  features_dir=config.FEATURES_DIR, models_dir=config.MODELS_DIR, reports_dir=config.REPORTS_DIR):
+    """Evaluate a trained model on the test split; write metrics, predictions and figures; return the metrics."""
+    from shoplens.data.make_dataset import load_summary
+    from shoplens.visualization.model_figures import plot_confusion_matrix, plot_training_curves
+
+    model, metadata = load_model(classmode, modelmode, models_dir)
+    data = load_summary(processed_dir)
+    if data["data_version"] != metadata["data"]["data_version"]:
+        raise ShoplensError(f"the model {metadata['name']} was trained on other data than {processed_dir}; "
+                            f"run `make model_train CLASSMODE={classmode} MODELMODE={modelmode}` again")
+    table, inputs = split_inputs("test", modelmode, features_dir, processed_dir)
+    _check_image_size(metadata, inputs)
+    predictions = predict(model, metadata, inputs)
+    metrics = evaluate(predictions, table, metadata)
+    metrics.update(model=metadata["name"], split="test", data_version=data["data_version"])
+
+    reports_dir, name = Path(reports_dir), metadata["name"]
+    frame = predictions_frame(predictions, table)
+    with atomic_path(reports_dir / "predictions" / f"{name}.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    figures = reports_dir / "figures"
+    for level in list(predictions.levels)[:2]:
+        plot_confusion_matrix(table[level], frame[f"predicted_{level}"], predictions.levels[level],
+                              f"{name}: {level}", figures / f"{name}_confusion_{level}.png")
+    plot_training_curves(metadata["history"], name, figures / f"{name}_training.png")
+    write_json(metrics, reports_dir / "metrics" / f"{name}.json")
+    return metrics
+
+
+def predict_item(model, metadata, image=None, title=None, language=config.LANGUAGE):
+    """Classify one item from an image path and/or a raw title; return :class:`Predictions` of one row."""
+    modelmode = metadata["modelmode"]
+    inputs = {}
+    if modelmode in ("image", "combined"):
+        if image is None:
+            raise ShoplensError(f"the {metadata['name']} model reads images: give --image")
+        reason = check_image(str(image))
+        if reason:
+            raise ShoplensError(f"{image}: cannot use this image ({reason.replace('_', ' ')})")
+        inputs["image"] = load_image(str(image), metadata["image_size"])[None]
+    if modelmode in ("text", "combined"):
+        if title is None:
+            raise ShoplensError(f"the {metadata['name']} model reads titles: give --title")
+        clean = TitleCleaner(language)(title)
+        if not clean:
+            raise ShoplensError(f"title '{title}' has no words left after cleaning")
+        inputs["title"] = np.array([clean], dtype=object)
+    if not inputs:
+        raise ShoplensError("give --image and/or --title")
+    return predict(model, metadata, inputs)
+
+
+def predict_catalog(model, metadata, catalog, columns=None, language=config.LANGUAGE, workers=config.WORKERS):
+    """Classify every usable item of a catalog; return ``(table, predictions, skipped counts)``."""
+    raw = read_catalog(catalog, columns, levels=len(metadata["levels"]), require_category=False)
+    table = raw.table
+    skipped = {}
+    modelmode = metadata["modelmode"]
+    if modelmode in ("text", "combined"):
+        if not raw.has_titles:
+            raise ShoplensError(f"{raw.csv_path}: has no titles, but the {metadata['name']} model reads them")
+        table = table.assign(clean_title=[TitleCleaner(language)(t) for t in table["title"]])
+        skipped["empty_title"] = int((table["clean_title"] == "").sum())
+        table = table[table["clean_title"] != ""]
+    if modelmode in ("image", "combined"):
+        if not raw.has_images:
+            raise ShoplensError(f"{raw.csv_path}: has no images, but the {metadata['name']} model reads them")
+        reasons = list(imap(check_image, table["image_path"].tolist(), "checking images", workers))
+        ok = np.array([r is None for r in reasons], dtype=bool)
+        for reason in set(reasons) - {None}:
+            skipped[reason] = reasons.count(reason)
+        table = table[ok]
+    table = table.reset_index(drop=True)
+    if table.empty:
+        raise ShoplensError(f"{raw.csv_path}: no item could be classified (skipped: {skipped})")
+    inputs = {}
+    if modelmode in ("image", "combined"):
+        jobs = [(p, metadata["image_size"]) for p in table["image_path"]]
+        inputs["image"] = np.stack(list(imap(_load, jobs, "loading images", workers)))
+    if modelmode in ("text", "combined"):
+        inputs["title"] = table["clean_title"].to_numpy(dtype=object)
+    if "category_parts" in table:
+        table["category"] = [config.CATEGORY_SEP.join(p) for p in table["category_parts"]]
+        for k, name in enumerate(metadata["levels"]):
+            table[name] = [p[k] if p else "" for p in table["category_parts"]]
+    return table, predict(model, metadata, inputs), {k: v for k, v in skipped.items() if v}
+
+
+def _load(job):
+    return load_image(*job)
+
+
+def _check_image_size(metadata, inputs):
+    if "image" in inputs and inputs["image"].shape[1] != metadata["image_size"]:
+        raise ShoplensError(f"features have {inputs['image'].shape[1]}px images but the model "
+                            f"{metadata['name']} expects {metadata['image_size']}px; run `make features "
+                            f"IMAGE_SIZE={metadata['image_size']}` or train again")

@@ -1,0 +1,169 @@
+"""The train_model stage: features -> ``models/<classmode>_<modelmode>.keras`` and its JSON.
+
+The JSON beside the model holds everything prediction needs besides the model
+itself (label maps, vocabulary, image size, options, data summary) and the
+training history.
+"""
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from shoplens import ShoplensError, config
+from shoplens.data.make_dataset import load_summary
+from shoplens.features.build_features import load_features
+from shoplens.models.build_model import build_model
+from shoplens.models.datasets import balanced_weights, check_modes, encode_targets, heads, split_inputs, tf_dataset
+from shoplens.outputs import atomic_path, write_json
+
+
+def model_name(classmode, modelmode):
+    return f"{classmode}_{modelmode}"
+
+
+def train_model(
+    classmode=config.CLASSMODE,
+    modelmode=config.MODELMODE,
+    backbone=config.BACKBONE,
+    weights=config.WEIGHTS,
+    finetune=config.FINETUNE,
+    text_encoder=config.TEXT_ENCODER,
+    epochs=config.EPOCHS,
+    batch_size=config.BATCH_SIZE,
+    learning_rate=config.LEARNING_RATE,
+    patience=config.PATIENCE,
+    class_weights=config.CLASS_WEIGHTS,
+    seed=config.SEED,
+    processed_dir=config.PROCESSED_DIR,
+    features_dir=config.FEATURES_DIR,
+    models_dir=config.MODELS_DIR,
+    logs_dir=config.LOGS_DIR,
+    verbose=None,
+):
+    """Train one classifier, keep its best epoch by validation loss, save it; return its metadata."""
+    if epochs < 1 or batch_size < 1 or learning_rate <= 0:
+        raise ShoplensError("EPOCHS and BATCH_SIZE must be at least 1 and LEARNING_RATE positive")
+    data = load_summary(processed_dir)
+    features = load_features(features_dir)
+    if features["data_version"] != data["data_version"]:
+        raise ShoplensError(f"{features_dir}: features were made from other data than {processed_dir}; "
+                            "run `make features`")
+    check_modes(classmode, modelmode, features)
+    keras.utils.set_random_seed(seed)
+    labels = features["labels"]
+    outputs = heads(classmode, labels)
+    image_size = features["image_size"] if modelmode != "text" else None
+    vocabulary = features["vocabulary"] if modelmode != "image" else None
+
+    train_table, train_x = split_inputs("train", modelmode, features_dir, processed_dir)
+    train_y = encode_targets(train_table, classmode, labels)
+    leaf = encode_targets(train_table, "multiclass", labels)["category"]
+    weights_per_item = balanced_weights(leaf) if class_weights else None
+    validate_table, validate_x = split_inputs("validate", modelmode, features_dir, processed_dir)
+    validate_y = encode_targets(validate_table, classmode, labels)
+    # A validation item whose class never occurs in training cannot be scored by the loss.
+    seen = np.all([y >= 0 for y in validate_y.values()], axis=0)
+    if not seen.all():
+        validate_x = {k: v[seen] for k, v in validate_x.items()}
+        validate_y = {k: v[seen] for k, v in validate_y.items()}
+
+    model = build_model(outputs, image_size=image_size, vocabulary=vocabulary,
+                        title_length=features.get("title_length") or config.TITLE_LENGTH, backbone=backbone,
+                        weights=weights, finetune=finetune, text_encoder=text_encoder)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss={name: "sparse_categorical_crossentropy" for name in outputs},
+        metrics={name: ["accuracy"] for name in outputs},
+    )
+
+    name = model_name(classmode, modelmode)
+    models_dir = Path(models_dir)
+    log_dir = Path(logs_dir) / f"{name}_{datetime.now():%Y%m%d-%H%M%S}"
+    checkpoint = models_dir / "checkpoints" / f"{name}.weights.h5"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    throughput = TrainingThroughput()
+    started = time.perf_counter()
+    history = model.fit(
+        tf_dataset(train_x, train_y, batch_size, shuffle=True, seed=seed, sample_weight=weights_per_item),
+        validation_data=tf_dataset(validate_x, validate_y, batch_size),
+        epochs=epochs,
+        callbacks=[
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
+            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True,
+                                            save_weights_only=True),
+            keras.callbacks.TensorBoard(log_dir=str(log_dir)),
+            throughput,
+        ],
+        verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
+    )
+    seconds = time.perf_counter() - started
+    model.load_weights(checkpoint)
+
+    losses = history.history["val_loss"]
+    metadata = {
+        "name": name,
+        "classmode": classmode,
+        "modelmode": modelmode,
+        "heads": outputs,
+        "levels": data["levels"],
+        "language": data["options"]["language"],
+        "labels": labels,
+        "vocabulary": vocabulary,
+        "image_size": image_size,
+        "title_length": features.get("title_length"),
+        "options": {"backbone": backbone if image_size else None, "weights": str(weights) if image_size else None,
+                    "finetune": bool(finetune), "text_encoder": text_encoder if vocabulary else None,
+                    "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                    "patience": patience, "class_weights": bool(class_weights), "seed": seed},
+        "data": {key: data[key] for key in ("catalog", "data_version", "splits", "classes_per_level")},
+        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+        "best_epoch": int(np.argmin(losses)) + 1,
+        "epochs_run": len(losses),
+        "train_seconds": round(seconds, 1),
+        "items_per_second": round(throughput.items_per_second(len(leaf)), 1),
+        "log_dir": str(log_dir),
+        "created": datetime.now().isoformat(timespec="seconds"),
+    }
+    model_path = models_dir / f"{name}.keras"
+    with atomic_path(model_path, suffix=".keras") as tmp:
+        model.save(tmp)
+    write_json(metadata, model_path.with_suffix(".json"))
+    checkpoint.unlink()
+    return metadata
+
+
+def load_model(classmode=config.CLASSMODE, modelmode=config.MODELMODE, models_dir=config.MODELS_DIR):
+    """Load a trained model and its metadata."""
+    name = model_name(classmode, modelmode)
+    path = Path(models_dir) / f"{name}.keras"
+    if not path.is_file() or not path.with_suffix(".json").is_file():
+        raise ShoplensError(f"{path}: no trained model; run `make model_train CLASSMODE={classmode} "
+                            f"MODELMODE={modelmode}` first")
+    import shoplens.models.build_model  # noqa: F401  (registers the custom layer for loading)
+
+    return keras.models.load_model(path), json.loads(path.with_suffix(".json").read_text())
+
+
+class TrainingThroughput(keras.callbacks.Callback):
+    """Items per second of the training passes alone, validation excluded."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds, self.epochs, self._start = 0.0, 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self.epochs += 1
+            self._start = None
+
+    def items_per_second(self, n_items):
+        return n_items * self.epochs / self.seconds if self.seconds else 0.0
+
