@@ -91,6 +91,7 @@ def train_model(
         tf_dataset(train_x, train_y, batch_size, shuffle=True, seed=seed, sample_weight=weights_per_item),
         validation_data=tf_dataset(validate_x, validate_y, batch_size),
         epochs=epochs,
+        shuffle=False,  # the dataset reshuffles itself every epoch
         callbacks=[
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
             keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True,

@@ -1,0 +1,208 @@
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_cli
+
+from shoplens import ShoplensError
+from shoplens.models.build_model import build_model
+from shoplens.models.decode import decode_paths, level_probs_from_paths
+from shoplens.models.predict_model import model_predict, predict
+from shoplens.models.train_model import load_model, train_model
+
+LEVELS = {"top": ["Apparel", "Footwear"], "type": ["Shoes", "Topwear"], "leaf": ["Sneakers", "Tshirts", "Tops"]}
+PATHS = ["Apparel > Topwear > Tops", "Apparel > Topwear > Tshirts", "Footwear > Shoes > Sneakers"]
+
+
+def dirs(project):
+    data = project / "data" / "processed"
+    return {"processed_dir": data, "features_dir": data / "features", "models_dir": project / "models"}
+
+
+def train(project, classmode="multilabel", modelmode="combined", **options):
+    options = {"backbone": "simple", "weights": "none", "epochs": 1, "verbose": 0, "logs_dir": project / "logs",
+               **dirs(project), **options}
+    return train_model(classmode, modelmode, **options)
+
+
+@pytest.fixture(scope="session")
+def trained_project(demo_project):
+    """The demo project with a combined multilabel model trained for two epochs."""
+    project, _ = demo_project
+    train(project, epochs=2)
+    return project
+
+
+def test_joint_decoding_picks_the_best_path_of_the_tree():
+    # Each head's own best ("Footwear", "Topwear", "Tshirts") is not a path of the tree.
+    level_probs = [np.array([[0.45, 0.55]]), np.array([[0.4, 0.6]]), np.array([[0.3, 0.5, 0.2]])]
+    index, joint = decode_paths(level_probs, PATHS, LEVELS)
+    assert PATHS[index[0]] == "Apparel > Topwear > Tshirts"
+    assert joint.shape == (1, 3) and joint.sum() == pytest.approx(1.0)
+    expected = np.array([0.45 * 0.6 * 0.2, 0.45 * 0.6 * 0.5, 0.55 * 0.4 * 0.3])
+    np.testing.assert_allclose(joint[0], expected / expected.sum())
+
+    # A confident leaf outweighs a weak top level.
+    level_probs = [np.array([[0.6, 0.4]]), np.array([[0.5, 0.5]]), np.array([[0.9, 0.05, 0.05]])]
+    assert PATHS[decode_paths(level_probs, PATHS, LEVELS)[0][0]] == "Footwear > Shoes > Sneakers"
+
+
+def test_path_probabilities_sum_into_levels():
+    path_probs = np.array([[0.2, 0.3, 0.5]])
+    top, kind, leaf = level_probs_from_paths(path_probs, PATHS, LEVELS)
+    np.testing.assert_allclose(top, [[0.5, 0.5]])
+    np.testing.assert_allclose(kind, [[0.5, 0.5]])
+    np.testing.assert_allclose(leaf, [[0.5, 0.3, 0.2]])
+
+
+@pytest.mark.parametrize("classmode", ["multilabel", "multiclass"])
+@pytest.mark.parametrize("modelmode", ["combined", "image", "text"])
+def test_every_mode_trains_and_predicts(demo_project, tmp_path, classmode, modelmode):
+    project, summary = demo_project
+    paths = {**dirs(project), "models_dir": tmp_path / "models"}
+    meta = train_model(classmode, modelmode, backbone="simple", weights="none", epochs=1, verbose=0,
+                       logs_dir=tmp_path / "logs", **paths)
+    assert meta["epochs_run"] == 1 and meta["items_per_second"] > 0
+    assert (tmp_path / "models" / f"{classmode}_{modelmode}.keras").is_file()
+    assert list((tmp_path / "logs").glob(f"{classmode}_{modelmode}_*/train"))  # TensorBoard logs
+
+    metrics = model_predict(classmode, modelmode, reports_dir=tmp_path / "reports", **paths)
+    levels = summary["levels"]
+    for key in ("accuracy", "random_guess", "macro_f1", "top5"):
+        assert list(metrics[key]) == [*levels, "average"]
+        assert all(0 <= v <= 1 for v in metrics[key].values())
+    assert metrics["random_guess"]["product_category"] == pytest.approx(1 / 3)
+    assert ("accuracy_before_decoding" in metrics) == (classmode == "multilabel")
+    predictions = pd.read_csv(tmp_path / "reports" / "predictions" / f"{classmode}_{modelmode}.csv", dtype=str)
+    assert len(predictions) == summary["splits"]["test"] == metrics["items"]
+    valid = set(json.loads((project / "data/processed/features/labels.json").read_text())["paths"])
+    assert set(predictions["predicted_category"]) <= valid
+    figures = tmp_path / "reports" / "figures"
+    for figure in ("confusion_product_category", "confusion_product_type", "training"):
+        assert (figures / f"{classmode}_{modelmode}_{figure}.png").is_file()
+
+
+def test_a_reloaded_model_predicts_the_same(tmp_path):
+    vocabulary = ["red", "shoe", "shirt"]
+    model = build_model({"leaf": 3}, image_size=32, vocabulary=vocabulary, backbone="mobilenetv2", weights="none")
+    model.compile("adam", {"leaf": "sparse_categorical_crossentropy"})
+    inputs = {"image": np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8),
+              "title": np.array(["red shoe", "shirt", "red", "unknown words", "shoe", "", "red red", "shirt shoe"],
+                              dtype=object)}
+    model.fit(inputs, {"leaf": np.arange(8) % 3}, epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(reloaded.predict(inputs, verbose=0)["leaf"], model.predict(inputs, verbose=0)["leaf"],
+                               rtol=1e-5)
+
+
+def test_saved_model_and_metadata_give_the_reported_metrics(trained_project, tmp_path):
+    first = model_predict(reports_dir=tmp_path / "a", **dirs(trained_project))
+    second = model_predict(reports_dir=tmp_path / "b", **dirs(trained_project))
+    assert first["accuracy"] == second["accuracy"]
+    model, meta = load_model(models_dir=trained_project / "models")
+    assert meta["vocabulary"] and meta["image_size"] == 64 and meta["history"]["val_loss"]
+    assert set(meta["labels"]["levels"]) == {"product_category", "product_type", "product_details"}
+
+
+def test_predict_a_new_item_from_the_shell(trained_project):
+    test = pd.read_parquet(trained_project / "data/processed/test.parquet")
+    item = test.iloc[0]
+    result = run_cli("predict", "--image", item["image_path"], "--title", item["title"], "--json", cwd=trained_project)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["category"].count(" > ") == 2
+    for classes in answer["levels"].values():
+        assert len(classes) == 3 and classes[0][1] >= classes[1][1] >= classes[2][1]
+
+    table = run_cli("predict", "--image", item["image_path"], "--title", item["title"], cwd=trained_project)
+    assert table.stdout.startswith("category: ") and "product_details: " in table.stdout
+
+
+def test_predict_a_whole_catalog_from_the_shell(trained_project, tmp_path):
+    catalog = trained_project / "data" / "raw" / "demo"
+    out = tmp_path / "predictions.csv"
+    result = run_cli("predict", "--catalog", catalog, "--out", out, cwd=trained_project)
+    assert result.returncode == 0, result.stderr
+    predictions = pd.read_csv(out, dtype=str)
+    rows = len(pd.read_csv(catalog / "catalog.csv"))
+    skipped = [line for line in result.stdout.splitlines() if "skipped" in line]
+    assert 0 < len(predictions) <= rows and skipped  # empty titles are skipped and counted
+    assert "accuracy product_category:" in result.stdout and "accuracy average:" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--image", "nowhere.jpg", "--title", "red shirt"], "nowhere.jpg: cannot use this image (missing image)"),
+    (["--title", "red shirt"], "reads images: give --image"),
+    (["--modelmode", "text", "--title", "red shirt"], "no trained model; run `make model_train CLASSMODE=multilabel "
+                                                      "MODELMODE=text` first"),
+])
+def test_predict_bad_input(trained_project, args, message):
+    result = run_cli("predict", *args, cwd=trained_project)
+    assert result.returncode != 0 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_title_at_predict_time(trained_project):
+    image = pd.read_parquet(trained_project / "data/processed/test.parquet")["image_path"][0]
+    result = run_cli("predict", "--image", image, "--title", "2 !!", cwd=trained_project)
+    assert result.returncode != 0 and "has no words left after cleaning" in result.stderr
+
+
+def test_corrupt_image_at_predict_time(trained_project, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a photo")
+    result = run_cli("predict", "--image", bad, "--title", "red shirt", cwd=trained_project)
+    assert result.returncode != 0 and "cannot use this image (corrupt image)" in result.stderr
+
+
+def test_modes_the_catalog_cannot_serve(tmp_path):
+    from conftest import make_catalog
+
+    from shoplens.data.make_dataset import make_dataset
+    from shoplens.features.build_features import build_features
+
+    processed = tmp_path / "data" / "processed"
+    make_dataset(make_catalog(tmp_path / "cat", titles=False), min_items=5, interim_dir=tmp_path / "interim",
+                 processed_dir=processed, progress=False)
+    build_features(image_size=16, processed_dir=processed, progress=False)
+    for modelmode in ("text", "combined"):
+        with pytest.raises(ShoplensError, match=f"MODELMODE={modelmode} needs titles, but this catalog has none"):
+            train(tmp_path, modelmode=modelmode)
+    assert not (tmp_path / "models").exists()
+
+
+def test_weights_that_cannot_be_loaded(demo_project, tmp_path, monkeypatch):
+    project, _ = demo_project
+    with pytest.raises(ShoplensError, match="weights file not found"):
+        train(project, modelmode="image", backbone="mobilenetv2", weights=str(tmp_path / "none.h5"),
+              models_dir=tmp_path)
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_text("not weights")
+    with pytest.raises(ShoplensError, match="cannot load as mobilenetv2 weights"):
+        train(project, modelmode="image", backbone="mobilenetv2", weights=str(bad), models_dir=tmp_path)
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
+    with pytest.raises(ShoplensError, match="offline, use WEIGHTS=none"):
+        train(project, modelmode="image", backbone="mobilenetv2", weights="imagenet", models_dir=tmp_path)
+    assert not list(tmp_path.glob("*.keras"))
+
+
+def test_features_from_other_data_are_refused(trained_project, tmp_path):
+    import shutil
+
+    copy = tmp_path / "project"
+    shutil.copytree(trained_project / "data", copy / "data")
+    summary_path = copy / "data" / "processed" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["data_version"] = "0123456789ab"
+    summary_path.write_text(json.dumps(summary))
+    with pytest.raises(ShoplensError, match="features were made from other data"):
+        train(copy)
+    with pytest.raises(ShoplensError, match="was trained on other data"):
+        model_predict(**{**dirs(copy), "models_dir": trained_project / "models"}, reports_dir=tmp_path / "r")
