@@ -14,7 +14,7 @@ INSTALLED := $(VENV)/.installed
 	@mkdir -p $(@D)
 	@PYTHONPATH=src $(PYTHON) -m shoplens.config > $@.tmp && mv $@.tmp $@
 
-CATALOG := $(patsubst %/,%,$(CATALOG))
+override CATALOG := $(patsubst %/,%,$(CATALOG))
 CATALOG_CSV = $(if $(filter %.csv,$(CATALOG)),$(CATALOG),$(firstword $(wildcard $(CATALOG)/catalog.csv $(CATALOG)/styles.csv) $(CATALOG)/catalog.csv))
 # The demo catalog is made on demand; any other catalog must exist (make-dataset says so if not).
 CATALOG_INPUT = $(filter $(DEMO_DIR)/catalog.csv,$(CATALOG_CSV)) $(wildcard $(CATALOG_CSV))
@@ -32,7 +32,8 @@ MODEL_ARGS = --classmode $(CLASSMODE) --modelmode $(MODELMODE)
 ARGS_train_$(MODEL_NAME) = $(MODEL_ARGS) --backbone $(BACKBONE) --weights "$(WEIGHTS)" \
 	$(if $(filter 1 true yes,$(FINETUNE)),--finetune,--frozen) --text-encoder $(TEXT_ENCODER) --epochs $(EPOCHS) \
 	--batch-size $(BATCH_SIZE) --learning-rate $(LEARNING_RATE) --patience $(PATIENCE) \
-	$(if $(filter 1 true yes,$(CLASS_WEIGHTS)),--class-weights,--no-class-weights) --seed $(SEED)
+	$(if $(filter 1 true yes,$(CLASS_WEIGHTS)),--class-weights,--no-class-weights) --precision $(PRECISION) \
+	--seed $(SEED)
 
 DATA_OUT := data/processed/summary.json
 FEATURES_OUT := data/processed/features/features.json
@@ -60,14 +61,17 @@ $(DEMO_DIR)/catalog.csv: .make/demo.args src/shoplens/data/demo_catalog.py | $(I
 	$(BIN)/shoplens demo-catalog $(ARGS_demo)
 
 data: $(DATA_OUT) ## Validate, clean and split CATALOG into data/processed/
+	@echo "data: $(DATA_OUT) is up to date"
 $(DATA_OUT): $(CATALOG_INPUT) .make/data.args $(wildcard src/shoplens/data/*.py) | $(INSTALLED)
 	$(BIN)/shoplens make-dataset $(ARGS_data)
 
 features: $(FEATURES_OUT) ## Preprocess images, fit vocabulary and label encoders
+	@echo "features: $(FEATURES_OUT) is up to date"
 $(FEATURES_OUT): $(DATA_OUT) .make/features.args $(wildcard src/shoplens/features/*.py) | $(INSTALLED)
 	$(BIN)/shoplens build-features $(ARGS_features)
 
 model_train: $(MODEL_OUT) ## Train a classifier (CLASSMODE, MODELMODE, BACKBONE, WEIGHTS, ...)
+	@echo "model_train: $(MODEL_OUT) is up to date"
 $(MODEL_OUT): $(FEATURES_OUT) .make/train_$(MODEL_NAME).args $(wildcard src/shoplens/models/*.py) | $(INSTALLED)
 	$(BIN)/shoplens train $(ARGS_train_$(MODEL_NAME))
 

@@ -9,7 +9,7 @@ from conftest import run_cli
 from shoplens import ShoplensError
 from shoplens.models.build_model import build_model
 from shoplens.models.decode import decode_paths, level_probs_from_paths
-from shoplens.models.predict_model import model_predict, predict
+from shoplens.models.predict_model import model_predict
 from shoplens.models.train_model import load_model, train_model
 
 LEVELS = {"top": ["Apparel", "Footwear"], "type": ["Shoes", "Topwear"], "leaf": ["Sneakers", "Tshirts", "Tops"]}
@@ -206,3 +206,22 @@ def test_features_from_other_data_are_refused(trained_project, tmp_path):
         train(copy)
     with pytest.raises(ShoplensError, match="was trained on other data"):
         model_predict(**{**dirs(copy), "models_dir": trained_project / "models"}, reports_dir=tmp_path / "r")
+
+
+def test_augmentation_keeps_images_valid_and_varies_them():
+    from shoplens.models.datasets import augment
+
+    images = np.random.default_rng(0).integers(0, 255, (16, 32, 32, 3), dtype=np.uint8)
+    out = augment(images).numpy()
+    assert out.shape == images.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, images)
+    assert not np.array_equal(augment(images).numpy(), out)  # new draws each call
+
+
+def test_precision_choice():
+    from shoplens.models.train_model import compute_policy
+
+    assert compute_policy("float32") == "float32"
+    assert compute_policy("auto") in ("float32", "mixed_bfloat16", "mixed_float16")
+    with pytest.raises(ShoplensError, match="unknown PRECISION 'half'"):
+        compute_policy("half")

@@ -122,14 +122,17 @@ def _model_options(command):
               help="Epochs without a better validation loss before stopping.")
 @click.option("--class-weights/--no-class-weights", default=config.CLASS_WEIGHTS,
               help="Weight items inversely to their category's frequency.")
+@click.option("--precision", default=config.PRECISION,
+              type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]),
+              help="Compute precision; auto uses 16 bits where the hardware has it natively.")
 @click.option("--seed", default=config.SEED)
 def train(classmode, modelmode, backbone, weights, finetune, text_encoder, epochs, batch_size, learning_rate,
-          patience, class_weights, seed):
+          patience, class_weights, precision, seed):
     """Train a classifier on the features into models/<classmode>_<modelmode>.keras."""
     from shoplens.models.train_model import train_model
 
     meta = train_model(classmode, modelmode, backbone, weights, finetune, text_encoder, epochs, batch_size,
-                       learning_rate, patience, class_weights, seed)
+                       learning_rate, patience, class_weights, precision, seed)
     click.echo(f"trained {meta['name']}: best epoch {meta['best_epoch']} of {meta['epochs_run']}, "
                f"{meta['train_seconds']:.0f} s, {meta['items_per_second']:.0f} items/s in training")
     click.echo(f"wrote {_rel(config.MODELS_DIR / meta['name'])}.keras and .json; "

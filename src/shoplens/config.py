@@ -64,8 +64,10 @@ TEXT_ENCODER = "bag"  # "bag", "cnn" or "lstm"
 EPOCHS = 30
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
-PATIENCE = 3  # epochs without a better validation loss before stopping
+PATIENCE = 4  # epochs without a better validation loss before stopping
 CLASS_WEIGHTS = False
+# Compute precision: "auto" picks bfloat16 on CPUs with native support, float16 on a GPU, else float32.
+PRECISION = "auto"
 
 # Worker processes for image decoding; None means one per core.
 WORKERS = None
@@ -109,6 +111,7 @@ def make_defaults():
         "LEARNING_RATE": LEARNING_RATE,
         "PATIENCE": PATIENCE,
         "CLASS_WEIGHTS": int(CLASS_WEIGHTS),
+        "PRECISION": PRECISION,
     }
     return "\n".join(f"{name} ?= {value}" for name, value in values.items())
 

@@ -75,18 +75,18 @@ def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbo
         features.append(text_tower(inputs["title"], vocabulary, title_length, text_encoder, embedding_dim))
     x = layers.Concatenate(name="fused")(features) if len(features) > 1 else features[0]
     x = layers.Dropout(dropout)(x)
-    outputs = {name: layers.Dense(n, activation="softmax", name=name)(x) for name, n in heads.items()}
+    # Softmax in float32 whatever the compute policy, for stable losses under mixed precision.
+    outputs = {name: layers.Dense(n, activation="softmax", dtype="float32", name=name)(x) for name, n in heads.items()}
     return keras.Model(inputs, outputs, name="shoplens_classifier")
 
 
 def image_tower(image, backbone="vgg16", weights="imagenet", finetune=False, embedding_dim=256):
-    """Augment (in training only), preprocess, run the backbone, project to an embedding."""
-    x = layers.Rescaling(1.0, dtype="float32")(image)  # uint8 -> float32
-    x = layers.RandomFlip("horizontal")(x)
-    x = layers.RandomTranslation(0.08, 0.08, fill_mode="nearest")(x)
-    x = layers.RandomZoom((-0.1, 0.1), fill_mode="nearest")(x)
-    x = layers.RandomBrightness(0.1, value_range=(0, 255))(x)
-    x = layers.RandomContrast(0.1, value_range=(0, 255))(x)
+    """Preprocess, run the backbone, project to an embedding.
+
+    Augmentation happens in the training input pipeline (:func:`shoplens.models.datasets.augment`),
+    where it overlaps with training instead of adding to every step.
+    """
+    x = layers.Rescaling(1.0)(image)  # uint8 -> the float type of the policy
     if backbone == "simple":
         x = simple_cnn(x)
     else:
@@ -98,16 +98,27 @@ def image_tower(image, backbone="vgg16", weights="imagenet", finetune=False, emb
     return layers.Dense(embedding_dim, activation="relu", name=IMAGE_EMBEDDING)(x)
 
 
-def simple_cnn(x, widths=(32, 64, 128, 256)):
-    """A small CNN with batch norm that trains from scratch on a CPU in minutes."""
+def simple_cnn(x):
+    """A small CNN with batch norm that trains from scratch on a CPU in minutes.
+
+    A strided first convolution keeps the full-resolution work small; width grows
+    as resolution falls. Batch-norm momentum is low because short runs on small
+    catalogs give its running statistics few steps to settle.
+    """
     x = layers.Rescaling(1 / 255.0)(x)
-    for width in widths:
-        for _ in range(2):
-            x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization()(x)
-            x = layers.Activation("relu")(x)
-        x = layers.MaxPooling2D()(x)
+    x = _conv_bn_relu(x, 32, strides=2)
+    x = _conv_bn_relu(x, 96)
+    x = layers.MaxPooling2D()(x)
+    x = _conv_bn_relu(x, 192)
+    x = layers.MaxPooling2D()(x)
+    x = _conv_bn_relu(x, 384)
     return layers.GlobalAveragePooling2D()(x)
+
+
+def _conv_bn_relu(x, width, strides=1):
+    x = layers.Conv2D(width, 3, strides=strides, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    return layers.Activation("relu")(x)
 
 
 def text_tower(title, vocabulary, title_length=16, encoder="bag", embedding_dim=64):
