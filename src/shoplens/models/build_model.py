@@ -45,7 +45,7 @@ class BackbonePreprocess(layers.Layer):
 
 
 def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbone="vgg16", weights="imagenet",
-                finetune=False, text_encoder="bag", embedding_dim=64, dropout=0.3):
+                finetune=False, text_encoder="bag", embedding_dim=64, dropout=0.3, modality_dropout=0.3):
     """Build an uncompiled classifier.
 
     Parameters
@@ -65,6 +65,9 @@ def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbo
     finetune : bool
         Train the backbone's weights too (otherwise they stay frozen).
     text_encoder : {"bag", "cnn", "lstm"}
+    dropout, modality_dropout : float
+        Dropout before the heads; and, in a combined model, the share of items whose
+        image embedding is dropped as a whole in training.
     """
     inputs, features = {}, []
     if image_size:
@@ -73,7 +76,14 @@ def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbo
     if vocabulary:
         inputs["title"] = keras.Input((), dtype="string", name="title")
         features.append(text_tower(inputs["title"], vocabulary, title_length, text_encoder, embedding_dim))
-    x = layers.Concatenate(name="fused")(features) if len(features) > 1 else features[0]
+    if len(features) > 1:
+        image_features, text_features = features
+        # Modality dropout: for some items the whole image embedding is dropped, so the title
+        # path learns to classify on its own and the image adds evidence instead of drowning it.
+        image_features = layers.Dropout(modality_dropout, noise_shape=(None, 1))(image_features)
+        x = layers.Concatenate(name="fused")([image_features, text_features])
+    else:
+        x = features[0]
     x = layers.Dropout(dropout)(x)
     # Softmax in float32 whatever the compute policy, for stable losses under mixed precision.
     outputs = {name: layers.Dense(n, activation="softmax", dtype="float32", name=name)(x) for name, n in heads.items()}
