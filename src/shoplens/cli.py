@@ -3,6 +3,7 @@
 Every option's default comes from :mod:`shoplens.config`. A user mistake ends
 with a one-line ``Error: ...`` and exit status 1, never a traceback.
 """
+import functools
 import json
 from pathlib import Path
 
@@ -28,6 +29,31 @@ def _ratios(ctx, param, value):
 
 def _names(ctx, param, value):
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+def _column_options(command):
+    """Options naming the columns of a catalog in another layout; the command gets ``columns``."""
+    options = [
+        click.option("--id-col", help="Column of item ids [default: id]."),
+        click.option("--title-col", help="Column of titles [default: title; productDisplayName for styles.csv]."),
+        click.option("--image-col", help="Column of image paths relative to the image folder [default: image]."),
+        click.option("--category-col", help="Column of category paths [default: category]."),
+        click.option("--category-sep", default=config.CATEGORY_SEP, help="Separator of levels in a category path."),
+        click.option("--level-cols", callback=_names,
+                     help="Comma-separated columns, one per level, instead of a path."),
+    ]
+
+    def with_columns(id_col, title_col, image_col, category_col, category_sep, level_cols, **kwargs):
+        from shoplens.data.catalog import CatalogColumns
+
+        columns = CatalogColumns(id=id_col, title=title_col, image=image_col, category=category_col,
+                                 category_sep=category_sep, level_cols=level_cols)
+        return command(columns=columns, **kwargs)
+
+    with_columns = functools.update_wrapper(with_columns, command)
+    for option in reversed(options):
+        with_columns = option(with_columns)
+    return with_columns
 
 
 _workers = click.option("--workers", default=config.WORKERS, type=click.IntRange(min=1),
@@ -58,12 +84,7 @@ def demo_catalog(n, seed, out, image_size, workers):
 @main.command("make-dataset")
 @click.option("--catalog", default=str(config.CATALOG),
               help="Catalog CSV, or a folder holding catalog.csv or styles.csv.")
-@click.option("--id-col", help="Column of item ids [default: id].")
-@click.option("--title-col", help="Column of titles [default: title; productDisplayName for styles.csv].")
-@click.option("--image-col", help="Column of image paths relative to the image folder [default: image].")
-@click.option("--category-col", help="Column of category paths [default: category].")
-@click.option("--category-sep", default=config.CATEGORY_SEP, help="Separator of levels in a category path.")
-@click.option("--level-cols", callback=_names, help="Comma-separated columns, one per level, instead of a path.")
+@_column_options
 @click.option("--image-dir", type=click.Path(file_okay=False), help="Image folder [default: images/ beside the CSV].")
 @click.option("--levels", default=config.LEVELS, type=int, help="Category levels; paths are cut or padded to it.")
 @click.option("--language", default=config.LANGUAGE, help="Language of the titles, for stop words and stemming.")
@@ -73,14 +94,11 @@ def demo_catalog(n, seed, out, image_size, workers):
               help="Train,validate,test ratios.")
 @click.option("--seed", default=config.SEED, help="Random seed of subsampling and splitting.")
 @_workers
-def make_dataset_command(catalog, id_col, title_col, image_col, category_col, category_sep, level_cols,
-                         image_dir, levels, language, min_items, subsample, split_ratios, seed, workers):
+def make_dataset_command(catalog, columns, image_dir, levels, language, min_items, subsample, split_ratios, seed,
+                         workers):
     """Validate, clean and split a catalog into data/processed/."""
-    from shoplens.data.catalog import CatalogColumns
     from shoplens.data.make_dataset import make_dataset
 
-    columns = CatalogColumns(id=id_col, title=title_col, image=image_col, category=category_col,
-                             category_sep=category_sep, level_cols=level_cols)
     summary = make_dataset(catalog, columns=columns, levels=levels, language=language, min_items=min_items,
                            subsample=subsample, split_ratios=split_ratios, seed=seed, image_dir=image_dir,
                            workers=workers)
@@ -173,18 +191,11 @@ def report(classmode, modelmode):
 @click.option("--title", help="A product title.")
 @click.option("--catalog", help="Classify a whole catalog (any layout make-dataset reads).")
 @click.option("--out", type=click.Path(dir_okay=False), help="With --catalog: the predictions CSV to write.")
-@click.option("--id-col")
-@click.option("--title-col")
-@click.option("--image-col")
-@click.option("--category-col")
-@click.option("--category-sep", default=config.CATEGORY_SEP)
-@click.option("--level-cols", callback=_names)
+@_column_options
 @click.option("--top", default=3, type=click.IntRange(min=1), help="Classes shown per level.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def predict_command(classmode, modelmode, image, title, catalog, out, id_col, title_col, image_col, category_col,
-                    category_sep, level_cols, top, as_json):
+def predict_command(classmode, modelmode, image, title, catalog, out, columns, top, as_json):
     """Classify a new item (--image and/or --title) or a whole catalog (--catalog, --out)."""
-    from shoplens.data.catalog import CatalogColumns
     from shoplens.models.predict_model import evaluate, format_report, predict_catalog, predict_item, predictions_frame
     from shoplens.models.train_model import load_model
     from shoplens.outputs import atomic_path
@@ -206,8 +217,6 @@ def predict_command(classmode, modelmode, image, title, catalog, out, id_col, ti
             click.echo(f"{level}: " + ", ".join(f"{c} {p:.2f}" for c, p in classes))
         return
 
-    columns = CatalogColumns(id=id_col, title=title_col, image=image_col, category=category_col,
-                             category_sep=category_sep, level_cols=level_cols)
     table, predictions, skipped = predict_catalog(model, metadata, catalog, columns, language)
     with atomic_path(out) as tmp:
         predictions_frame(predictions, table).to_csv(tmp, index=False)

@@ -22,7 +22,6 @@ import functools
 import math
 import multiprocessing
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +29,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-CATEGORY_SEP = " > "
+from shoplens.config import CATEGORY_SEP
+from shoplens.outputs import atomic_path
 
 #: Level 1 -> level 2 -> leaf -> relative frequency of the leaf. The weights
 #: make the catalog imbalanced the way shops are (many T-shirts, few jumpsuits).
@@ -849,16 +849,10 @@ def _title(row, level1, leaf, gender, season, colour, pattern):
 
 def _write_csv_atomically(path, header, rows):
     """Write a CSV via a temporary file in the same folder, so readers never see half a catalog."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def _check_int(name, value, minimum):

@@ -4,6 +4,8 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
+from shoplens import ShoplensError
+
 # Product photos are usually shot on white: pad non-square ones with white.
 PAD_COLOUR = (255, 255, 255)
 
@@ -37,3 +39,12 @@ def load_image(path, size):
         image.draft("RGB", (size, size))
         image = ImageOps.pad(image.convert("RGB"), (size, size), Image.Resampling.BILINEAR, color=PAD_COLOUR)
     return np.asarray(image, dtype=np.uint8)
+
+
+def load_image_job(job):
+    """:func:`load_image` of a ``(path, size)`` job, for process pools; a one-line error if it fails."""
+    path, size = job
+    try:
+        return load_image(path, size)
+    except OSError as err:
+        raise ShoplensError(f"{path}: cannot read image ({err})") from None

@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
 
 from shoplens import ShoplensError, config
-from shoplens.data.images import load_image
+from shoplens.data.images import load_image_job
 from shoplens.data.make_dataset import load_split, load_summary
 from shoplens.outputs import staged_dir, write_json
 from shoplens.parallel import imap
@@ -117,15 +117,8 @@ def _write_images(paths, size, out, desc, workers, progress):
     """Decode images straight into a memory-mapped array, so memory stays flat at any catalog size."""
     array = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
     jobs = [(path, size) for path in paths]
-    for i, pixels in enumerate(imap(_load, jobs, desc, workers, progress)):
+    for i, pixels in enumerate(imap(load_image_job, jobs, desc, workers, progress)):
         array[i] = pixels
     array.flush()
     del array
 
-
-def _load(job):
-    path, size = job
-    try:
-        return load_image(path, size)
-    except OSError as err:
-        raise ShoplensError(f"{path}: cannot read image ({err}); run `make data` again") from None

@@ -17,7 +17,7 @@ from sklearn.metrics import f1_score
 from shoplens import ShoplensError, config
 from shoplens.data.catalog import read_catalog
 from shoplens.data.clean_titles import TitleCleaner
-from shoplens.data.images import check_image, load_image
+from shoplens.data.images import check_image, load_image, load_image_job
 from shoplens.models.datasets import encode_targets, split_inputs, tf_dataset
 from shoplens.models.decode import decode_paths, level_probs_from_paths
 from shoplens.models.train_model import load_model
@@ -200,7 +200,7 @@ def predict_catalog(model, metadata, catalog, columns=None, language=config.LANG
     inputs = {}
     if modelmode in ("image", "combined"):
         jobs = [(p, metadata["image_size"]) for p in table["image_path"]]
-        inputs["image"] = np.stack(list(imap(_load, jobs, "loading images", workers)))
+        inputs["image"] = np.stack(list(imap(load_image_job, jobs, "loading images", workers)))
     if modelmode in ("text", "combined"):
         inputs["title"] = table["clean_title"].to_numpy(dtype=object)
     if "category_parts" in table:
@@ -208,10 +208,6 @@ def predict_catalog(model, metadata, catalog, columns=None, language=config.LANG
         for k, name in enumerate(metadata["levels"]):
             table[name] = [p[k] if p else "" for p in table["category_parts"]]
     return table, predict(model, metadata, inputs), {k: v for k, v in skipped.items() if v}
-
-
-def _load(job):
-    return load_image(*job)
 
 
 def _check_image_size(metadata, inputs):
