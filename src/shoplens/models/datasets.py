@@ -62,6 +62,7 @@ def tf_dataset(inputs, targets=None, batch_size=config.BATCH_SIZE, shuffle=False
     Images are gathered a batch at a time from the memory-mapped array, so any catalog
     size streams in constant memory; everything else is small and held as tensors.
     With ``augment_images`` (training), each batch of images is augmented by :func:`augment`.
+    Under a ``tf.distribute`` strategy ``batch_size`` is the global batch, split among the replicas.
     """
     n = len(next(iter(inputs.values())))
     images = inputs.get("image")
@@ -87,7 +88,16 @@ def tf_dataset(inputs, targets=None, batch_size=config.BATCH_SIZE, shuffle=False
     dataset = tf.data.Dataset.range(n)
     if shuffle:
         dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    # Under MultiWorkerMirroredStrategy each worker runs this pipeline and keeps its share of every global
+    # batch. The source is a range of row numbers, not files, so the default file-based sharding cannot split
+    # it; DATA sharding can, because every worker draws the same seeded order. It needs no bookkeeping: all
+    # workers take the same number of steps and tf.distribute splits a last partial batch. The price, each
+    # worker gathering the whole batch, is small beside a training step worth several machines. Without a
+    # multi-worker strategy the option is never read.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def augment(images, max_zoom=0.15, max_brightness=20.0, max_contrast=0.1):

@@ -3,8 +3,13 @@
 The JSON beside the model holds everything prediction needs besides the model
 itself (label maps, vocabulary, image size, options, data summary) and the
 training history.
+
+Training runs in one process (``STRATEGY=default``), on all local GPUs
+(``mirrored``) or on the machines listed in ``TF_CONFIG`` (``multiworker``), where
+only the chief worker writes the model and logs.
 """
 import json
+import shutil
 import sys
 import time
 from datetime import datetime
@@ -12,12 +17,14 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from shoplens import ShoplensError, config
 from shoplens.data.make_dataset import load_summary
 from shoplens.features.build_features import load_features
 from shoplens.models.build_model import build_model
 from shoplens.models.datasets import balanced_weights, check_modes, encode_targets, heads, split_inputs, tf_dataset
+from shoplens.models.distribute import Distribution, adapt_fit_to_strategy
 from shoplens.outputs import atomic_path, write_json
 
 
@@ -39,13 +46,19 @@ def train_model(
     class_weights=config.CLASS_WEIGHTS,
     precision=config.PRECISION,
     seed=config.SEED,
+    strategy=config.STRATEGY,
     processed_dir=config.PROCESSED_DIR,
     features_dir=config.FEATURES_DIR,
     models_dir=config.MODELS_DIR,
     logs_dir=config.LOGS_DIR,
     verbose=None,
 ):
-    """Train one classifier, keep its best epoch by validation loss, save it; return its metadata."""
+    """Train one classifier, keep its best epoch by validation loss, save it; return its metadata.
+
+    ``batch_size`` and ``learning_rate`` are per replica of the ``strategy``. Under
+    ``multiworker`` every worker calls this; only the chief writes the model, its
+    JSON and the logs, and a restarted worker resumes from its last epoch's backup.
+    """
     if epochs < 1 or batch_size < 1 or learning_rate <= 0:
         raise ShoplensError("EPOCHS and BATCH_SIZE must be at least 1 and LEARNING_RATE positive")
     data = load_summary(processed_dir)
@@ -54,6 +67,12 @@ def train_model(
         raise ShoplensError(f"{features_dir}: features were made from other data than {processed_dir}; "
                             "run `make features`")
     check_modes(classmode, modelmode, features)
+    # Before anything else touches TensorFlow: collective ops are configured when the runtime starts.
+    distribution = Distribution(strategy)
+    replicas = distribution.strategy.num_replicas_in_sync
+    # Linear scaling rule: replicas x the batch means replicas x fewer steps per epoch, so each step moves
+    # replicas x as far to keep the progress per epoch (Goyal et al., 2017).
+    global_batch, global_learning_rate = batch_size * replicas, learning_rate * replicas
     keras.utils.set_random_seed(seed)
     policy = compute_policy(precision)
     keras.mixed_precision.set_global_policy(policy)
@@ -74,41 +93,63 @@ def train_model(
         validate_x = {k: v[seen] for k, v in validate_x.items()}
         validate_y = {k: v[seen] for k, v in validate_y.items()}
 
-    model = build_model(outputs, image_size=image_size, vocabulary=vocabulary,
-                        title_length=features.get("title_length") or config.TITLE_LENGTH, backbone=backbone,
-                        weights=weights, finetune=finetune, text_encoder=text_encoder)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss={name: "sparse_categorical_crossentropy" for name in outputs},
-        metrics={name: ["accuracy"] for name in outputs},
-    )
+    with distribution.strategy.scope():
+        model = build_model(outputs, image_size=image_size, vocabulary=vocabulary,
+                            title_length=features.get("title_length") or config.TITLE_LENGTH, backbone=backbone,
+                            weights=weights, finetune=finetune, text_encoder=text_encoder)
+        model.compile(
+            optimizer=keras.optimizers.Adam(global_learning_rate),
+            loss={name: "sparse_categorical_crossentropy" for name in outputs},
+            metrics={name: ["accuracy"] for name in outputs},
+        )
 
     name = model_name(classmode, modelmode)
     models_dir = Path(models_dir)
-    log_dir = Path(logs_dir) / f"{name}_{datetime.now():%Y%m%d-%H%M%S}"
-    checkpoint = models_dir / "checkpoints" / f"{name}.weights.h5"
+    # A worker other than the chief must still save whatever the chief saves (saving can read variables
+    # through collective ops all workers join), so it writes into a scratch folder deleted at the end.
+    scratch = distribution.scratch_dir(models_dir, name)
+    out_dir = models_dir if distribution.chief else scratch
+    log_dir = (Path(logs_dir) if distribution.chief else scratch / "logs") / f"{name}_{datetime.now():%Y%m%d-%H%M%S}"
+    checkpoint = out_dir / "checkpoints" / f"{name}.weights.h5"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        # From-scratch CNNs wander at a fixed rate; a smaller step on a plateau settles them.
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, patience // 2),
+                                          min_lr=global_learning_rate / 100, verbose=0),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True, save_weights_only=True),
+        keras.callbacks.TensorBoard(log_dir=str(log_dir)),
+    ]
+    if distribution.workers > 1:
+        # A worker lost mid-run stops them all; restarted, each one restores the weights and epoch of its own
+        # backup (identical on every worker, as training is synchronous) and training goes on from there.
+        # Early stopping and the best-epoch checkpoint start afresh from the restored epoch.
+        backup_dir = out_dir / "checkpoints" / f"{name}-backup"
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True))
+    train_data = tf_dataset(train_x, train_y, global_batch, shuffle=True, seed=seed, sample_weight=weights_per_item,
+                            augment_images=True)
+    if strategy != "default":
+        adapt_fit_to_strategy(model, train_data, distribution)
     throughput = TrainingThroughput()
     started = time.perf_counter()
-    history = model.fit(
-        tf_dataset(train_x, train_y, batch_size, shuffle=True, seed=seed, sample_weight=weights_per_item,
-                   augment_images=True),
-        validation_data=tf_dataset(validate_x, validate_y, batch_size),
-        epochs=epochs,
-        shuffle=False,  # the dataset reshuffles itself every epoch
-        callbacks=[
-            # From-scratch CNNs wander at a fixed rate; a smaller step on a plateau settles them.
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, patience // 2),
-                                              min_lr=learning_rate / 100, verbose=0),
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
-            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True,
-                                            save_weights_only=True),
-            keras.callbacks.TensorBoard(log_dir=str(log_dir)),
-            throughput,
-        ],
-        verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
-    )
+    try:
+        history = model.fit(
+            train_data,
+            validation_data=tf_dataset(validate_x, validate_y, global_batch),
+            epochs=epochs,
+            shuffle=False,  # the dataset reshuffles itself every epoch
+            callbacks=[*callbacks, throughput],
+            verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
+        )
+    except tf.errors.UnavailableError:  # TensorFlow has logged which worker and why
+        if distribution.workers == 1:
+            raise
+        raise ShoplensError(f"{distribution.task}: lost contact with another worker; start all the workers again "
+                            "with the same command to go on from the last epoch backed up") from None
     seconds = time.perf_counter() - started
+    if not history.epoch:  # resumed from a backup taken after the last epoch, now deleted
+        raise ShoplensError(f"{name}: the interrupted run had trained all {epochs} epochs but not saved the model; "
+                            "run again to train it afresh")
     model.load_weights(checkpoint)
 
     losses = history.history["val_loss"]
@@ -127,21 +168,29 @@ def train_model(
                     "finetune": bool(finetune), "text_encoder": text_encoder if vocabulary else None,
                     "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                     "patience": patience, "class_weights": bool(class_weights), "precision": policy,
-                    "seed": seed},
+                    "seed": seed, "strategy": strategy},
+        "distribution": {"strategy": strategy, "replicas": replicas, "workers": distribution.workers,
+                         "global_batch_size": global_batch, "learning_rate": global_learning_rate,
+                         "chief": distribution.chief},
         "data": {key: data[key] for key in ("catalog", "data_version", "splits", "classes_per_level")},
         "history": {key: [float(v) for v in values] for key, values in history.history.items()},
-        "best_epoch": int(np.argmin(losses)) + 1,
-        "epochs_run": len(losses),
+        # Epochs count from the first of all, so that a run resumed from a backup says where it went on.
+        "first_epoch": history.epoch[0] + 1,
+        "best_epoch": history.epoch[int(np.argmin(losses))] + 1,
+        "epochs_run": history.epoch[-1] + 1,
         "train_seconds": round(seconds, 1),
         "items_per_second": round(throughput.items_per_second(len(leaf)), 1),
         "log_dir": str(log_dir),
         "created": datetime.now().isoformat(timespec="seconds"),
     }
-    model_path = models_dir / f"{name}.keras"
+    model_path = out_dir / f"{name}.keras"
     with atomic_path(model_path, suffix=".keras") as tmp:
         model.save(tmp)
-    write_json(metadata, model_path.with_suffix(".json"))
-    checkpoint.unlink()
+    if distribution.chief:
+        write_json(metadata, model_path.with_suffix(".json"))
+        checkpoint.unlink()
+    else:
+        shutil.rmtree(scratch)
     return metadata
 
 
@@ -157,8 +206,6 @@ def compute_policy(precision="auto"):
         raise ShoplensError(f"unknown PRECISION '{precision}' (choose from {', '.join(choices)})")
     if precision != "auto":
         return precision
-    import tensorflow as tf
-
     if tf.config.list_physical_devices("GPU"):
         return "mixed_float16"
     try:
