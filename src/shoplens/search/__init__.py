@@ -1,0 +1,1 @@
+"""Searching the image repository: nearest-neighbour indexes, the queries, and their evaluation."""

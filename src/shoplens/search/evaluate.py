@@ -1,0 +1,72 @@
+"""Retrieval quality of the image search: every test product queried against the train products.
+
+A result is relevant when it has the query's category at the last level (e.g.
+``product_details``). Reported: precision@1, @5 and @10, mean average precision
+over the top 10 (mAP@10: for each query, the mean of precision@r over the ranks r
+<= 10 that hold a relevant result, divided by min(10, relevant train products),
+so a perfect top 10 scores 1), the precision@5 at every level, and the
+precision@5 a random ranking would get, for comparison.
+"""
+import numpy as np
+
+from shoplens import ShoplensError, config
+from shoplens.outputs import write_json
+
+K_VALUES = (1, 5, 10)
+
+
+def evaluate_search(repository, path=config.SEARCH_METRICS, query_split="test", candidate_split="train",
+                    batch_size=1024):
+    """Query every ``query_split`` product against the ``candidate_split`` products; write and return the metrics."""
+    features = repository.features
+    splits = features["splits"]
+    queries = np.flatnonzero(splits == query_split)
+    candidates = splits == candidate_split
+    if not len(queries) or not candidates.any():
+        raise ShoplensError(f"no '{query_split}' or no '{candidate_split}' products in the extracted features; "
+                            "run `make model_extract_features` on a split catalog")
+    k = min(max(K_VALUES), int(candidates.sum()))
+    neighbours = np.concatenate([
+        repository.index.search(features["embeddings"][queries[i:i + batch_size]], k, allowed=candidates)[1]
+        for i in range(0, len(queries), batch_size)
+    ])
+    labels = features["labels"]
+    levels = features["levels"].tolist()
+    last = labels[:, -1]
+    relevant = (last[neighbours] == last[queries][:, None]) & (neighbours >= 0)
+
+    metrics = {"queries": len(queries), "candidates": int(candidates.sum()), "query_split": query_split,
+               "candidate_split": candidate_split, "relevant": f"same {levels[-1]}", "index": repository.index.kind,
+               "model": str(features["model"]), "data_version": str(features["data_version"])}
+    for n in K_VALUES:
+        if n <= k:
+            metrics[f"precision@{n}"] = float(relevant[:, :n].mean())
+    in_candidates = {c: int(n) for c, n in zip(*np.unique(last[candidates], return_counts=True))}
+    available = np.array([in_candidates.get(c, 0) for c in last[queries]])
+    hits = np.cumsum(relevant, axis=1)
+    precision_at_rank = hits / np.arange(1, k + 1)
+    average_precision = (precision_at_rank * relevant).sum(axis=1) / np.maximum(np.minimum(available, k), 1)
+    # A query whose category has no train product cannot find anything relevant: left out of the mean.
+    metrics[f"map@{k}"] = float(average_precision[available > 0].mean()) if (available > 0).any() else 0.0
+    metrics["random_precision"] = float(np.mean(available / candidates.sum()))
+    metrics["precision@5_by_level"] = {
+        name: float(((labels[neighbours[:, :5], j] == labels[queries, j][:, None]) & (neighbours[:, :5] >= 0)).mean())
+        for j, name in enumerate(levels)
+    }
+    write_json(metrics, path)
+    return metrics
+
+
+def format_search_report(metrics):
+    """A few lines a person reads after ``make evaluate_search``."""
+    scores = "   ".join(f"{key} {metrics[key]:.3f}" for key in metrics if key.startswith(("precision@", "map@"))
+                       and not isinstance(metrics[key], dict))
+    by_level = ", ".join(f"{name} {value:.3f}" for name, value in metrics["precision@5_by_level"].items())
+    return "\n".join([
+        f"image search ({metrics['model']}, {metrics['index']} index): {metrics['queries']:,} {metrics['query_split']} "
+        f"products queried against {metrics['candidates']:,} {metrics['candidate_split']} products, "
+        f"relevant = {metrics['relevant']}",
+        scores,
+        f"random ranking: precision {metrics['random_precision']:.3f}",
+        f"precision@5 by level: {by_level}",
+    ])

@@ -1,0 +1,247 @@
+"""Cosine k-nearest-neighbour indexes over L2-normalised embeddings.
+
+Two kinds, one interface (``search(queries, k, allowed=None) -> (scores, ids)``):
+
+* :class:`ExactIndex`: a float32 matrix product and ``argpartition``; exact, no
+  memory beyond the embeddings themselves, and fast enough up to a few hundred
+  thousand items;
+* :class:`FaissIndex`: a FAISS inverted-file index (``IndexIVFFlat``, inner
+  product). It scans only the ``nprobe`` lists whose centroids are nearest the
+  query, so a query costs a fraction of a full scan. The centroids are found
+  through a small HNSW graph over them, which costs a fraction of scanning them
+  all. k-means training takes minutes on a million vectors on a few cores, far
+  less than an HNSW graph over the vectors themselves.
+
+``INDEX=auto`` picks FAISS from ``INDEX_FAISS_THRESHOLD`` items on. An index is
+saved as ``search_index.json`` (its kind, options and the fingerprint of the
+embeddings it was built from), plus ``search_index.faiss`` for FAISS; the exact
+index is the embeddings themselves.
+"""
+import json
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from shoplens import ShoplensError, config
+from shoplens.outputs import atomic_path, write_json
+
+KINDS = ("auto", "exact", "faiss")
+
+
+class ExactIndex:
+    """Exact cosine search: every query against every vector.
+
+    Parameters
+    ----------
+    vectors : array of shape (n, dim)
+        Unit-length embeddings; kept as they are (no copy) when already float32.
+    """
+
+    kind = "exact"
+
+    def __init__(self, vectors):
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def __len__(self):
+        return len(self.vectors)
+
+    def search(self, queries, k, allowed=None, batch_size=None):
+        """The ``k`` most similar vectors of each query.
+
+        Parameters
+        ----------
+        queries : array of shape (m, dim)
+            Unit-length query vectors.
+        k : int
+            Neighbours per query.
+        allowed : array of bool, shape (n,), optional
+            Only these vectors may be returned (filters, a split, all but the query item).
+        batch_size : int, optional
+            Queries scored at once; by default as many as keep the ``(batch_size, n)`` score matrix
+            near 128 MB.
+
+        Returns
+        -------
+        scores : array of shape (m, k)
+            Cosine similarities, best first; ``-inf`` where fewer than ``k`` vectors are allowed.
+        ids : array of shape (m, k)
+            Row numbers of the neighbours; ``-1`` where fewer than ``k`` vectors are allowed.
+        """
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        rows, vectors = None, self.vectors
+        if allowed is not None:
+            rows = np.flatnonzero(allowed)
+            if len(rows) < len(self.vectors) // 2:
+                vectors = self.vectors[rows]  # a narrow filter: gathering its rows beats scoring them all
+        found = min(k, len(self.vectors) if rows is None else len(rows))
+        batch_size = batch_size or max(1, min(1024, 2**25 // max(len(vectors), 1)))
+        scores, ids = _empty(len(queries), k)
+        for i in range(0, len(queries), batch_size):
+            # One query is a matrix-vector product, which reads the vectors once: memory speed is the limit.
+            block = (vectors @ queries[i])[None] if len(queries) == 1 else queries[i:i + batch_size] @ vectors.T
+            if rows is not None and vectors is self.vectors:
+                block[:, ~allowed] = -np.inf
+            top = top_k(block, found)
+            scores[i:i + batch_size, :found] = np.take_along_axis(block, top, axis=1)
+            ids[i:i + batch_size, :found] = top if vectors is self.vectors else rows[top]
+        return scores, ids
+
+
+class FaissIndex:
+    """Approximate cosine search with a FAISS inverted-file index.
+
+    Parameters
+    ----------
+    index : faiss.IndexIVFFlat
+        A trained, filled index with the inner-product metric.
+    nprobe : int
+        Inverted lists scanned per query.
+    vectors : array of shape (n, dim), optional
+        The same embeddings, for exact answers where a filter leaves the probed
+        lists with fewer than ``k`` allowed vectors.
+    """
+
+    kind = "faiss"
+
+    def __init__(self, index, nprobe=config.FAISS_NPROBE, vectors=None):
+        self.index = index
+        self.nprobe = max(1, min(int(nprobe), index.nlist))
+        self.vectors = vectors
+
+    def __len__(self):
+        return self.index.ntotal
+
+    @classmethod
+    def build(cls, vectors, nlist=config.FAISS_NLIST, nprobe=config.FAISS_NPROBE, seed=config.SEED):
+        """Train the coarse quantizer (k-means on a sample) and add every vector."""
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, dim = vectors.shape
+        nlist = int(nlist or default_nlist(n))
+        # k-means wants about 40 training points per list; more only makes training slower.
+        sample = np.random.default_rng(seed).choice(n, min(n, 40 * nlist), replace=False)
+        quantizer = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        index.train(vectors[np.sort(sample)])
+        # Each vector goes to its nearest centroid: a wide search of the centroid graph, or a few land in
+        # a list that queries near them never probe.
+        quantizer.hnsw.efSearch = 128
+        index.add(vectors)
+        return cls(index, nprobe, vectors)
+
+    def search(self, queries, k, allowed=None):
+        """Like :meth:`ExactIndex.search`, approximately: the best ``k`` among the probed lists."""
+        import faiss
+
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        # The centroid graph is searched wider than nprobe, so it rarely misses one of the nearest lists.
+        centroids = faiss.SearchParametersHNSW(efSearch=max(64, 2 * self.nprobe))
+        params = faiss.SearchParametersIVF(nprobe=self.nprobe, quantizer_params=centroids)
+        if allowed is not None:
+            bits = np.packbits(np.asarray(allowed, dtype=bool), bitorder="little")
+            params.sel = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+        scores, ids = self.index.search(queries, k, params=params)
+        if allowed is not None and self.vectors is not None:
+            # A narrow filter can leave the probed lists short of k allowed items: answer those exactly.
+            short = np.flatnonzero((ids < 0).any(axis=1))
+            if len(short) and allowed.sum() > (ids[short] >= 0).sum(axis=1).min():
+                scores[short], ids[short] = ExactIndex(self.vectors).search(queries[short], k, allowed)
+        scores[ids < 0] = -np.inf
+        return scores, ids
+
+
+def default_nlist(n):
+    """Inverted lists for ``n`` vectors: 4 x sqrt(n), with at least 39 training points per list."""
+    return max(1, min(int(4 * math.sqrt(n)), n // 39))
+
+
+def choose_kind(n, kind=config.INDEX, threshold=config.INDEX_FAISS_THRESHOLD):
+    """``exact`` or ``faiss`` for ``n`` items: as asked, or by size when ``kind`` is ``auto``."""
+    if kind not in KINDS:
+        raise ShoplensError(f"unknown INDEX '{kind}' (choose from {', '.join(KINDS)})")
+    if kind == "auto":
+        return "faiss" if n >= threshold else "exact"
+    return kind
+
+
+def build_index(vectors, kind=config.INDEX, threshold=config.INDEX_FAISS_THRESHOLD, nlist=config.FAISS_NLIST,
+                nprobe=config.FAISS_NPROBE):
+    """An :class:`ExactIndex` or a :class:`FaissIndex` over ``vectors``, chosen by :func:`choose_kind`."""
+    if choose_kind(len(vectors), kind, threshold) == "faiss":
+        return FaissIndex.build(vectors, nlist, nprobe)
+    return ExactIndex(vectors)
+
+
+def save_index(index, fingerprint, path=config.SEARCH_INDEX, seconds=None):
+    """Write ``path`` (JSON: kind, options, fingerprint) and, for FAISS, the index beside it; return the JSON."""
+    path = Path(path)
+    info = {"kind": index.kind, "items": len(index), "fingerprint": fingerprint,
+            "created": datetime.now().isoformat(timespec="seconds")}
+    if seconds is not None:
+        info["build_seconds"] = round(seconds, 2)
+    if index.kind == "faiss":
+        import faiss
+
+        info.update(nlist=index.index.nlist, nprobe=index.nprobe, file=path.with_suffix(".faiss").name)
+        with atomic_path(path.with_suffix(".faiss"), suffix=".faiss") as tmp:
+            faiss.write_index(index.index, str(tmp))
+    write_json(info, path)
+    return info
+
+
+def load_index(vectors, fingerprint, path=config.SEARCH_INDEX, features_path=config.EXTRACTED_FEATURES):
+    """Reload the index saved at ``path``, refusing one built from other embeddings than ``vectors``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ShoplensError(f"{path}: not found; run `make index`")
+    try:
+        info = json.loads(path.read_text())
+        kind = info["kind"]
+    except (ValueError, KeyError):
+        raise ShoplensError(f"{path}: not a search index description; run `make index`") from None
+    if info.get("fingerprint") != fingerprint or info.get("items") != len(vectors):
+        raise ShoplensError(f"{path}: built from other embeddings than {features_path}; run `make index`")
+    if kind == "exact":
+        return ExactIndex(vectors)
+    if kind != "faiss":
+        raise ShoplensError(f"{path}: unknown index kind '{kind}'; run `make index`")
+    import faiss
+
+    file = path.with_name(info.get("file", path.with_suffix(".faiss").name))
+    if not file.is_file():
+        raise ShoplensError(f"{file}: not found; run `make index`")
+    try:
+        index = faiss.read_index(str(file))
+    except RuntimeError as err:
+        raise ShoplensError(f"{file}: cannot read ({str(err).strip().splitlines()[0]}); run `make index`") from None
+    if index.ntotal != len(vectors):
+        raise ShoplensError(f"{file}: built from other embeddings than {features_path}; run `make index`")
+    return FaissIndex(index, info.get("nprobe", config.FAISS_NPROBE), vectors)
+
+
+def index_for(features, kind=config.INDEX, threshold=config.INDEX_FAISS_THRESHOLD, path=config.SEARCH_INDEX):
+    """Build the index of an extracted-features dict and save it; return its JSON description."""
+    started = time.perf_counter()
+    index = build_index(features["embeddings"], kind, threshold)
+    return save_index(index, str(features["fingerprint"]), path, time.perf_counter() - started)
+
+
+def _empty(m, k):
+    return np.full((m, k), -np.inf, dtype=np.float32), np.full((m, k), -1, dtype=np.int64)
+
+
+def top_k(scores, k):
+    """Column indices of each row's ``k`` largest scores, largest first."""
+    if k <= 0:
+        return np.zeros((len(scores), 0), dtype=np.int64)
+    if k < scores.shape[1]:
+        part = np.argpartition(scores, scores.shape[1] - k, axis=1)[:, -k:]
+    else:
+        part = np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)

@@ -1,0 +1,459 @@
+"""Image repository search: extraction, indexes, the Repository, the shell commands and their bad input."""
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO, run_cli
+
+from shoplens import ShoplensError
+from shoplens.models.extract_features import (
+    embedding_model,
+    extract_features,
+    fingerprint,
+    load_features_file,
+    load_named_model,
+    merge_features,
+    write_features,
+)
+from shoplens.search.index import ExactIndex, FaissIndex, build_index, choose_kind, load_index, save_index
+from shoplens.search.repository import NotFoundError, Repository
+
+
+def dirs(project):
+    processed = project / "data" / "processed"
+    return {"processed_dir": processed, "features_dir": processed / "features", "models_dir": project / "models"}
+
+
+def splits(project):
+    return {name: pd.read_parquet(project / "data" / "processed" / f"{name}.parquet")
+            for name in ("train", "validate", "test")}
+
+
+def unit(rng, n, dim):
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def clustered(rng, n, dim, clusters):
+    centres = unit(rng, clusters, dim)
+    x = centres[rng.integers(0, clusters, n)] + rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def repository(gallery_project):
+    return Repository.load(**{k: v for k, v in dirs(gallery_project).items() if k != "features_dir"})
+
+
+# Extraction
+
+
+def test_extracted_features_hold_every_item_with_its_labels(gallery_project):
+    features = load_features_file(gallery_project / "models" / "extracted_features.npz")
+    tables = splits(gallery_project)
+    table = pd.concat(tables.values(), keys=list(tables), names=["split"]).reset_index(level=0)
+    summary = json.loads((gallery_project / "data" / "processed" / "summary.json").read_text())
+
+    assert features["ids"].tolist() == table["id"].tolist()
+    assert features["splits"].tolist() == table["split"].tolist()
+    assert features["embeddings"].dtype == np.float32 and features["embeddings"].shape == (len(table), 256)
+    norms = np.linalg.norm(features["embeddings"], axis=1)
+    assert np.allclose(norms, 1, atol=1e-5)
+    assert features["levels"].tolist() == summary["levels"]
+    assert [" > ".join(row) for row in features["labels"]] == table["category"].tolist()
+    assert features["attributes"].tolist() == ["gender", "season", "colour"]
+    assert features["attribute_values"][:, 0].tolist() == table["gender"].tolist()
+    assert features["titles"].tolist() == table["title"].tolist()
+    assert features["clean_titles"].tolist() == table["clean_title"].tolist()
+    assert features["image_paths"].tolist() == table["image_path"].tolist()
+    assert str(features["model"]) == "multilabel_image" and str(features["layer"]) == "image_embedding"
+    assert str(features["data_version"]) == summary["data_version"]
+    assert str(features["fingerprint"]) == fingerprint(features["ids"], features["embeddings"])
+
+    # The rows are the image tower's output for each item's image, normalised.
+    model, _ = load_named_model("multilabel_image", gallery_project / "models")
+    images = np.load(gallery_project / "data" / "processed" / "features" / "images_test.npy")[:3]
+    direct = np.asarray(embedding_model(model).predict_on_batch(images), dtype=np.float32)
+    direct /= np.linalg.norm(direct, axis=1, keepdims=True)
+    first_test = int(np.flatnonzero(features["splits"] == "test")[0])
+    np.testing.assert_allclose(features["embeddings"][first_test:first_test + 3], direct, atol=1e-5)
+
+
+def test_shards_merge_into_the_whole_extraction(gallery_project, tmp_path):
+    paths = dirs(gallery_project)
+    sizes = [extract_features(shard=shard, num_shards=3, batch_size=50, progress=False,
+                              out=tmp_path / f"extracted_features-{shard}-of-3.npz", **paths)["items"]
+             for shard in range(3)]
+    assert sizes == [195, 195, 195]
+    merged = merge_features(3, models_dir=tmp_path)
+    whole = load_features_file(gallery_project / "models" / "extracted_features.npz")
+    parts = load_features_file(tmp_path / "extracted_features.npz")
+    assert merged["items"] == len(whole["ids"])
+    assert parts["ids"].tolist() == whole["ids"].tolist()
+    np.testing.assert_allclose(parts["embeddings"], whole["embeddings"], atol=1e-5)
+
+    (tmp_path / "extracted_features-1-of-3.npz").unlink()
+    with pytest.raises(ShoplensError, match=r"run `make model_extract_features SHARD=1 NUM_SHARDS=3`"):
+        merge_features(3, models_dir=tmp_path)
+
+
+def test_extraction_refuses_a_model_that_is_not_an_image_model(gallery_project, tmp_path):
+    with pytest.raises(ShoplensError, match="is not an image model"):
+        extract_features("multilabel_text", out=tmp_path / "x.npz", progress=False, **dirs(gallery_project))
+    with pytest.raises(ShoplensError, match="has no layer 'nowhere'"):
+        extract_features(layer="nowhere", out=tmp_path / "x.npz", progress=False, **dirs(gallery_project))
+    with pytest.raises(ShoplensError, match=r"run `make model_train CLASSMODE=multiclass MODELMODE=image` first"):
+        extract_features("multiclass_image", out=tmp_path / "x.npz", progress=False, **dirs(gallery_project))
+    assert not list(tmp_path.iterdir())
+
+
+# Indexes
+
+
+def test_exact_index_matches_a_full_sort():
+    rng = np.random.default_rng(0)
+    vectors, queries = unit(rng, 500, 16), unit(rng, 7, 16)
+    truth = np.argsort(-(queries @ vectors.T), axis=1)
+    scores, ids = ExactIndex(vectors).search(queries, 5, batch_size=3)
+    np.testing.assert_array_equal(ids, truth[:, :5])
+    np.testing.assert_allclose(scores, np.take_along_axis(queries @ vectors.T, truth[:, :5], axis=1), rtol=1e-5)
+
+    for share in (0.9, 0.1):  # scored and masked, or gathered first
+        allowed = rng.random(500) < share
+        _, ids = ExactIndex(vectors).search(queries, 5, allowed)
+        expected = [[j for j in row if allowed[j]][:5] for row in truth]
+        np.testing.assert_array_equal(ids, expected)
+
+    allowed = np.zeros(500, dtype=bool)
+    allowed[[3, 30, 300]] = True
+    scores, ids = ExactIndex(vectors).search(queries[:1], 5, allowed)
+    assert sorted(ids[0, :3]) == [3, 30, 300] and list(ids[0, 3:]) == [-1, -1] and np.isinf(scores[0, 3:]).all()
+
+
+def test_faiss_index_finds_the_exact_neighbours_and_reloads(tmp_path):
+    rng = np.random.default_rng(1)
+    vectors, queries = np.split(clustered(rng, 6050, 32, 30), [6000])
+    exact = ExactIndex(vectors).search(queries, 10)[1]
+    index = FaissIndex.build(vectors, nprobe=8)
+    assert index.index.nlist == 153  # 6000 // 39 training points per list
+    found = index.search(queries, 10)[1]
+    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])
+    assert recall >= 0.9
+
+    allowed = rng.random(6000) < 0.3
+    _, ids = index.search(queries, 10, allowed)
+    assert allowed[ids[ids >= 0]].all() and (ids >= 0).mean() > 0.9
+    narrow = np.zeros(6000, dtype=bool)
+    narrow[[5, 50, 500]] = True  # too few for the probed lists: answered exactly
+    _, ids = index.search(queries[:2], 5, narrow)
+    assert [sorted(row[:3]) for row in ids] == [[5, 50, 500]] * 2 and (ids[:, 3:] == -1).all()
+
+    info = save_index(index, "abc", tmp_path / "search_index.json")
+    assert info["kind"] == "faiss" and (tmp_path / "search_index.faiss").is_file()
+    reloaded = load_index(vectors, "abc", tmp_path / "search_index.json")
+    np.testing.assert_array_equal(reloaded.search(queries, 10)[1], found)
+    with pytest.raises(ShoplensError, match=r"built from other embeddings than .*; run `make index`"):
+        load_index(vectors, "other", tmp_path / "search_index.json")
+
+
+def test_index_kind_by_size_or_by_choice():
+    assert choose_kind(199_999) == "exact" and choose_kind(200_000) == "faiss"
+    assert choose_kind(10, "faiss") == "faiss" and choose_kind(10**7, "exact") == "exact"
+    assert choose_kind(100, "auto", threshold=50) == "faiss"
+    assert build_index(unit(np.random.default_rng(2), 100, 8), "auto", threshold=1000).kind == "exact"
+    with pytest.raises(ShoplensError, match="unknown INDEX 'annoy'"):
+        choose_kind(10, "annoy")
+
+
+# The Repository
+
+
+def test_browse_filters_and_facets(repository):
+    facets = repository.facets()
+    assert list(facets) == ["product_category", "product_type", "product_details", "gender", "season", "colour"]
+    assert sum(facets["gender"].values()) == len(repository) == 585
+
+    total, items = repository.browse()
+    assert total == 585 and len(items) == 20
+    total, items = repository.browse({"gender": "Men"}, offset=0, limit=1000)
+    assert total == facets["gender"]["Men"] == len(items) and all(i["attributes"]["gender"] == "Men" for i in items)
+    total_two, _ = repository.browse({"gender": ["men", "Women"]})  # any of the values, in any case
+    assert total_two == facets["gender"]["Men"] + facets["gender"]["Women"]
+
+    total, items = repository.browse({"gender": "Women"}, category="Footwear", limit=1000)
+    assert total == len(items) > 0
+    assert all(i["category"].startswith("Footwear > ") and i["attributes"]["gender"] == "Women" for i in items)
+    shoes = repository.browse(category="footwear > shoes")[0]
+    assert shoes == facets["product_type"]["Shoes"]
+
+    first = repository.browse(offset=0, limit=10)[1]
+    second = repository.browse(offset=5, limit=10)[1]
+    assert [i["id"] for i in first[5:]] == [i["id"] for i in second[:5]]
+    item = repository.item(first[0]["id"])
+    assert item == first[0] and set(item) == {"id", "title", "category", "levels", "attributes", "image_path", "split"}
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda r: r.browse({"size": "XL"}), "unknown filter field 'size' (choose from product_category,"),
+    (lambda r: r.browse({"gender": "Robots"}), "unknown gender 'Robots' (choose from Boys, Girls, Men,"),
+    (lambda r: r.browse(category="Garden > Tools"), "unknown category 'Garden > Tools'"),
+    (lambda r: r.browse(offset=-1), "must not be negative"),
+    (lambda r: r.search_text("shoes", k=0), "k must be at least 1, got 0"),
+    (lambda r: r.search_text("shoes", k=586), "k=586 is larger than the catalog (585 products"),
+    (lambda r: r.similar_to_item(r.ids[0], k=585), "k=585 is larger than the catalog (584 products"),
+    (lambda r: r.search_text("the 2 !!"), "has no words left after cleaning"),
+    (lambda r: r.classify(), "give an image and/or a title"),
+])
+def test_bad_queries_are_one_line_errors(repository, call, message):
+    with pytest.raises(ShoplensError) as error:
+        call(repository)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_unknown_product_is_not_found(repository):
+    with pytest.raises(NotFoundError, match="no product with id 'nope'"):
+        repository.item("nope")
+    with pytest.raises(NotFoundError):
+        repository.similar_to_item("nope")
+
+
+def test_a_catalog_photo_finds_itself_first(repository):
+    _, items = repository.browse({"gender": "Men"}, category="Apparel", limit=1)
+    query = items[0]
+    prediction, results = repository.similar_to_image(query["image_path"], k=5)
+    assert prediction["category"] in repository.categories() and 0 < prediction["probability"] <= 1
+    assert len(prediction["levels"]["product_details"]) == 3
+    assert len(results) == 5 and results[0]["id"] == query["id"] and results[0]["score"] > 0.999
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+
+    same = repository.similar_to_image(query["image_path"], k=5, same_category=True)[1]
+    assert all(r["category"] == prediction["category"] for r in same)
+    photo = Path(query["image_path"]).read_bytes()  # an upload
+    women = repository.similar_to_image(photo, k=5, filters={"gender": "Women"})[1]
+    assert len(women) == 5 and all(r["attributes"]["gender"] == "Women" for r in women)
+
+
+def test_similar_to_a_product_leaves_it_out(repository):
+    item_id = repository.ids[10]
+    results = repository.similar_to_item(item_id, k=4)
+    assert len(results) == 4 and item_id not in [r["id"] for r in results]
+    own = repository.features["embeddings"][10]
+    best = np.argsort(-(repository.features["embeddings"] @ own))[1]
+    assert results[0]["id"] == repository.ids[best]
+
+
+def unique_title(repository):
+    """A product whose cleaned title no other product has."""
+    clean = pd.Series(repository.features["clean_titles"])
+    counts = clean.value_counts()
+    return next(i for i, t in enumerate(clean) if counts[t] == 1 and len(t.split()) >= 5)
+
+
+def test_text_search_finds_a_products_own_title(repository):
+    row = unique_title(repository)
+    prediction, results = repository.search_text(repository.features["titles"][row], k=5)
+    assert prediction is not None and prediction["model"] == "multilabel_text"
+    # The predicted category adds at most TEXT_CATEGORY_WEIGHT to near matches of other categories.
+    assert repository.ids[row] in [r["id"] for r in results[:3]]
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+    filtered = repository.search_text("shoes", k=5, filters={"gender": "Men"})[1]
+    assert filtered and all(r["attributes"]["gender"] == "Men" for r in filtered)
+
+
+def test_text_search_without_a_text_model_uses_keywords_and_says_so_once(gallery_project, caplog):
+    paths = {k: v for k, v in dirs(gallery_project).items() if k != "features_dir"}
+    repository = Repository.load(text_model="multilabel_missing", load_models=False, **paths)
+    with caplog.at_level(logging.WARNING, logger="shoplens.search.repository"):
+        prediction, results = repository.search_text("running shoes", k=3)
+        repository.search_text("black watch", k=3)
+    assert prediction is None and len(results) == 3
+    assert all("running" in r["title"].lower() or "shoe" in r["title"].lower() for r in results)
+    row = unique_title(repository)
+    assert repository.search_text(repository.features["titles"][row], k=1)[1][0]["id"] == repository.ids[row]
+    notes = [r for r in caplog.records if "keywords alone" in r.getMessage()]
+    assert len(notes) == 1 and "make model_train CLASSMODE=multilabel MODELMODE=missing" in notes[0].getMessage()
+
+
+def test_classify_a_photo_a_title_or_both(repository):
+    item = repository.browse(category="Footwear", limit=1)[1][0]
+    by_image = repository.classify(image=item["image_path"])
+    by_title = repository.classify(title=item["title"])
+    both = repository.classify(image=item["image_path"], title=item["title"])
+    for prediction in (by_image, by_title, both):
+        assert prediction["category"] in repository.categories()
+        assert len(prediction["levels"]["product_details"]) == 3
+    assert by_image["model"] == "multilabel_image" and by_title["model"] == "multilabel_text"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a photo", "cannot read as an image"),
+    (None, "no such image file"),
+    ("truncated", "cannot read as an image"),
+])
+def test_unreadable_query_photos(repository, tmp_path, content, message):
+    path = tmp_path / "query.jpg"
+    if content == "truncated":
+        path.write_bytes(open(repository.features["image_paths"][0], "rb").read()[:300])
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ShoplensError, match=message):
+        repository.similar_to_image(path)
+
+
+# From the shell
+
+
+def test_search_commands_print_tables_and_grids(gallery_project, tmp_path):
+    image = repository_image(gallery_project)
+    result = run_cli("search", "--image", image, "-k", "3", "--grid", tmp_path / "image.png", cwd=gallery_project)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("predicted category: ") and lines[1].split() == ["#", "id", "score", "category",
+                                                                                 "title"]
+    assert [line.split()[0] for line in lines[2:5]] == ["1", "2", "3"]
+    assert (tmp_path / "image.png").stat().st_size > 20_000
+
+    result = run_cli("search", "--text", "red running shoes for men", "--filter", "gender=Men", "--json",
+                     cwd=gallery_project)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["prediction"]["category"] and 0 < len(answer["results"]) <= 5
+    assert all(r["attributes"]["gender"] == "Men" for r in answer["results"])
+
+    result = run_cli("search", "--filter", "gender=Women,season=Summer", "--category", "Apparel", "--limit", "3",
+                     "--grid", tmp_path / "browse.png", cwd=gallery_project)
+    assert result.returncode == 0, result.stderr
+    assert "products match; showing 1-3" in result.stdout and (tmp_path / "browse.png").is_file()
+
+
+def repository_image(project):
+    return pd.read_parquet(project / "data" / "processed" / "test.parquet")["image_path"][0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--text", "shoes", "-k", "0"], "k must be at least 1, got 0"),
+    (["--text", "shoes", "-k", "100000"], "k=100000 is larger than the catalog (585 products"),
+    (["--filter", "colour=Plaid"], "unknown colour 'Plaid' (choose from Beige, Black,"),
+    (["--filter", "fabric=Silk"], "unknown filter field 'fabric'"),
+    (["--filter", "gender"], "expected FIELD=VALUE like gender=Men, got 'gender'"),
+    (["--image", "nowhere.jpg"], "nowhere.jpg: no such image file"),
+    (["--item", "nope"], "no product with id 'nope'"),
+])
+def test_search_bad_input_from_the_shell(gallery_project, args, message):
+    result = run_cli("search", *args, cwd=gallery_project)
+    assert result.returncode != 0 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_corrupt_query_photo_from_the_shell(gallery_project, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a photo")
+    result = run_cli("search", "--image", bad, cwd=gallery_project)
+    assert result.returncode == 1 and f"Error: {bad}: cannot read as an image" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_embeddings_or_index_name_the_make_target(gallery_project, tmp_path):
+    result = run_cli("search", "--text", "shoes", cwd=tmp_path)
+    assert result.returncode == 1 and "extracted_features.npz: not found; run `make model_extract_features`" in \
+        result.stderr
+
+    project = tmp_path / "copy"
+    shutil.copytree(gallery_project / "models", project / "models")
+    (project / "models" / "search_index.json").unlink()
+    result = run_cli("search", "--filter", "gender=Men", cwd=project)
+    assert result.returncode == 1 and "search_index.json: not found; run `make index`" in result.stderr
+
+
+def test_an_index_of_other_embeddings_is_refused(gallery_project, tmp_path):
+    project = tmp_path / "copy"
+    shutil.copytree(gallery_project / "models", project / "models")
+    path = project / "models" / "extracted_features.npz"
+    features = load_features_file(path)
+    features["embeddings"] = features["embeddings"][::-1].copy()  # extracted again, differently
+    write_features({k: v for k, v in features.items() if k != "fingerprint"}, path)
+    result = run_cli("search", "--filter", "gender=Men", cwd=project)
+    assert result.returncode == 1
+    assert "search_index.json: built from other embeddings than" in result.stderr and "run `make index`" in \
+        result.stderr
+
+    rebuilt = run_cli("build-index", cwd=project)
+    assert rebuilt.returncode == 0 and "built an exact index of 585 items" in rebuilt.stdout
+    assert run_cli("search", "--filter", "gender=Men", cwd=project).returncode == 0
+
+
+def test_evaluate_search_writes_precision_at_k(gallery_project, tmp_path):
+    project = tmp_path / "copy"
+    shutil.copytree(gallery_project / "models", project / "models")
+    shutil.copytree(gallery_project / "data" / "processed", project / "data" / "processed")
+    result = run_cli("evaluate-search", cwd=project)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((project / "reports" / "metrics" / "search.json").read_text())
+    test_items = len(splits(project)["test"])
+    assert metrics["queries"] == test_items and metrics["relevant"] == "same product_details"
+    for key in ("precision@1", "precision@5", "precision@10", "map@10", "random_precision"):
+        assert 0 <= metrics[key] <= 1
+    # Even a one-epoch image tower ranks same-category products well above chance.
+    assert metrics["precision@5"] > 1.5 * metrics["random_precision"]
+    assert "precision@5 " in result.stdout and "random ranking: precision" in result.stdout
+    again = run_cli("evaluate-search", "--report", cwd=project)
+    assert again.stdout.splitlines()[1] == result.stdout.splitlines()[1]
+
+
+def test_visual_search_notebook_runs_and_writes_figures(gallery_project, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(REPO / "notebooks" / "visual_search.ipynb", as_version=4)
+    monkeypatch.setenv("SHOPLENS_PROJECT_DIR", str(gallery_project))
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    figures = gallery_project / "reports" / "figures"
+    assert (figures / "visual_search_neighbours.png").stat().st_size > 50_000
+    assert (figures / "visual_search_map.png").stat().st_size > 20_000
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
+    assert any("585 products" in o.get("text", "") for o in outputs)
+
+
+@pytest.mark.skipif(not (REPO / ".venv" / ".installed").exists(), reason="needs the project's .venv (make test)")
+def test_make_search_targets(tmp_path):
+    import os
+    import subprocess
+
+    from conftest import make_catalog
+
+    for name in ("Makefile", "setup.py", "requirements.txt", "README.md", ".venv"):
+        (tmp_path / name).symlink_to(REPO / name)
+    shutil.copytree(REPO / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    catalog = make_catalog(tmp_path / "shop")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    options = [f"CATALOG={catalog}", "MIN_ITEMS=5", "IMAGE_SIZE=16", "BACKBONE=simple", "WEIGHTS=none", "EPOCHS=1"]
+
+    def make(*args):
+        result = subprocess.run(["make", "--no-print-directory", *args, *options], cwd=tmp_path, env=env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    missing = subprocess.run(["make", "model_extract_features", *options], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and "run `make model_train CLASSMODE=multilabel MODELMODE=image` first" in \
+        missing.stderr
+    make("model_train", "MODELMODE=image")
+    make("model_train", "MODELMODE=text")
+    image = catalog / "images" / "0000.jpg"
+    first = make("search", f"IMAGE={image}", "K=3", "GRID=reports/figures/query.png")
+    assert "extract-features" in first and "build-index" in first and "predicted category: " in first
+    assert (tmp_path / "reports" / "figures" / "query.png").is_file()
+    text = make("search", "QUERY=blue jeans", "FILTERS=gender=Women")
+    assert "extract-features" not in text and "build-index" not in text and "Jeans" in text
+    report = make("evaluate_search")
+    assert "precision@1 " in report and (tmp_path / "reports" / "metrics" / "search.json").is_file()
+    assert "evaluate-search >" not in make("evaluate_search")  # up to date: printed, not recomputed
+    assert "build-index" in make("index", "INDEX=faiss")
