@@ -1,0 +1,1 @@
+"""Reading, cleaning and splitting catalogs (``make data``), and the demo catalog."""

@@ -1,0 +1,1 @@
+"""The classifiers: building, training, evaluating, predicting, and extracting embeddings."""

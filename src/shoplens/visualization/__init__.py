@@ -1,0 +1,1 @@
+"""Figures of the catalog, the models and the searches."""
