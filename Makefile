@@ -33,25 +33,53 @@ ARGS_train_$(MODEL_NAME) = $(MODEL_ARGS) --backbone $(BACKBONE) --weights "$(WEI
 	$(if $(filter 1 true yes,$(FINETUNE)),--finetune,--frozen) --text-encoder $(TEXT_ENCODER) --epochs $(EPOCHS) \
 	--batch-size $(BATCH_SIZE) --learning-rate $(LEARNING_RATE) --patience $(PATIENCE) \
 	$(if $(filter 1 true yes,$(CLASS_WEIGHTS)),--class-weights,--no-class-weights) --precision $(PRECISION) \
-	--seed $(SEED)
+	--seed $(SEED) --strategy $(STRATEGY)
 
 DATA_OUT := data/processed/summary.json
 FEATURES_OUT := data/processed/features/features.json
 MODEL_OUT = models/$(MODEL_NAME).keras
 METRICS_OUT = reports/metrics/$(MODEL_NAME).json
 
-.PHONY: help demo test data features model_train model_predict tensorboard demo-catalog benchmark \
-	benchmark-data benchmark-models lint clean FORCE
+# search: extraction (one shard of NUM_SHARDS, or all items), the index, queries
+EXTRACT_NAME = extract_$(SHARD)_of_$(NUM_SHARDS)
+ARGS_$(EXTRACT_NAME) = --model $(SEARCH_IMAGE_MODEL) --layer $(EMBEDDING_LAYER) --shard $(SHARD) \
+	--num-shards $(NUM_SHARDS)
+ARGS_index = --kind $(INDEX) --threshold $(INDEX_FAISS_THRESHOLD)
+EMBEDDINGS_OUT := models/extracted_features.npz
+EXTRACT_OUT = $(if $(filter 1,$(NUM_SHARDS)),$(EMBEDDINGS_OUT),models/extracted_features-$(SHARD)-of-$(NUM_SHARDS).npz)
+INDEX_OUT := models/search_index.json
+SEARCH_METRICS_OUT := reports/metrics/search.json
+SEARCH_ARGS = $(if $(IMAGE),--image "$(IMAGE)") $(if $(QUERY),--text "$(QUERY)") $(if $(ITEM),--item "$(ITEM)") \
+	-k $(K) $(if $(FILTERS),--filter "$(FILTERS)") $(if $(CATEGORY),--category "$(CATEGORY)") \
+	$(if $(filter 1 true yes,$(SAME_CATEGORY)),--same-category) $(if $(GRID),--grid "$(GRID)")
+DEMO_SEARCH = CATALOG=$(DEMO_DIR) BACKBONE=simple WEIGHTS=none EPOCHS=$(DEMO_EPOCHS)
+
+.PHONY: help demo test data features model_train model_predict tensorboard demo-catalog benchmark docs \
+	model_extract_features merge_features index search evaluate_search benchmark-search \
+	benchmark-data benchmark-models benchmark-scale lint clean FORCE serve benchmark-serve
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 demo: $(INSTALLED) ## Set up, generate the demo catalog and run the pipeline on it
 	@$(MAKE) --no-print-directory model_predict CATALOG=$(DEMO_DIR) CLASSMODE=multilabel MODELMODE=combined \
 		BACKBONE=simple WEIGHTS=none EPOCHS=$(DEMO_EPOCHS)
 	@echo
+	@$(MAKE) --no-print-directory model_train $(DEMO_SEARCH) CLASSMODE=multilabel MODELMODE=image
+	@$(MAKE) --no-print-directory model_train $(DEMO_SEARCH) CLASSMODE=multilabel MODELMODE=text
+	@echo
+	@$(MAKE) --no-print-directory evaluate_search $(DEMO_SEARCH)
+	@echo
+	@$(MAKE) --no-print-directory search $(DEMO_SEARCH) IMAGE="$$(ls -d $(DEMO_DIR)/images/*.jpg | head -1)" \
+		GRID=reports/figures/search_image.png
+	@echo
+	@$(MAKE) --no-print-directory search $(DEMO_SEARCH) QUERY="red running shoes for men" \
+		GRID=reports/figures/search_text.png
+	@echo
 	@$(BIN)/shoplens summary
-	@echo "results: data/processed/ (splits, features), models/multilabel_combined.keras, reports/"
+	@echo "results: data/processed/ (splits, features), models/multilabel_{combined,image,text}.keras, \
+	models/extracted_features.npz, reports/"
+	@echo "gallery: make serve, then open http://$(HOST):$(PORT)/"
 
 test: $(INSTALLED) ## Set up and run the test suite
 	$(BIN)/pytest
@@ -72,7 +100,9 @@ $(FEATURES_OUT): $(DATA_OUT) .make/features.args $(wildcard src/shoplens/feature
 
 model_train: $(MODEL_OUT) ## Train a classifier (CLASSMODE, MODELMODE, BACKBONE, WEIGHTS, ...)
 	@echo "model_train: $(MODEL_OUT) is up to date"
-$(MODEL_OUT): $(FEATURES_OUT) .make/train_$(MODEL_NAME).args $(wildcard src/shoplens/models/*.py) | $(INSTALLED)
+# Retrain when the code that builds or trains a model changes, not when prediction or extraction does.
+MODEL_CODE := $(addprefix src/shoplens/models/,build_model.py datasets.py distribute.py train_model.py)
+$(MODEL_OUT): $(FEATURES_OUT) .make/train_$(MODEL_NAME).args $(MODEL_CODE) | $(INSTALLED)
 	$(BIN)/shoplens train $(ARGS_train_$(MODEL_NAME))
 
 model_predict: $(METRICS_OUT) ## Evaluate a trained model on the test split and print its report
@@ -80,10 +110,35 @@ model_predict: $(METRICS_OUT) ## Evaluate a trained model on the test split and 
 $(METRICS_OUT): $(MODEL_OUT)
 	$(BIN)/shoplens evaluate $(MODEL_ARGS) > /dev/null
 
+model_extract_features: $(EXTRACT_OUT) ## Embed every item with the image model (SEARCH_IMAGE_MODEL; SHARD, NUM_SHARDS)
+	@echo "model_extract_features: $(EXTRACT_OUT) is up to date"
+$(EXTRACT_OUT): $(FEATURES_OUT) .make/$(EXTRACT_NAME).args $(wildcard models/$(SEARCH_IMAGE_MODEL).keras) \
+		src/shoplens/models/extract_features.py | $(INSTALLED)
+	$(BIN)/shoplens extract-features $(ARGS_$(EXTRACT_NAME))
+
+merge_features: | $(INSTALLED) ## Join the NUM_SHARDS shards of model_extract_features into one .npz
+	$(BIN)/shoplens merge-features --num-shards $(NUM_SHARDS)
+
+index: $(INDEX_OUT) ## Build the search index (INDEX=auto|exact|faiss, INDEX_FAISS_THRESHOLD)
+	@echo "index: $(INDEX_OUT) is up to date"
+$(INDEX_OUT): $(EMBEDDINGS_OUT) .make/index.args src/shoplens/search/index.py | $(INSTALLED)
+	$(BIN)/shoplens build-index $(ARGS_index)
+
+search: $(INDEX_OUT) ## Search by IMAGE=photo, QUERY="text" or ITEM=id (K, FILTERS=gender=Men,..., CATEGORY, GRID=png)
+	@$(BIN)/shoplens search $(strip $(SEARCH_ARGS))
+
+evaluate_search: $(SEARCH_METRICS_OUT) ## Image search quality: precision@k of test products against train products
+	@$(BIN)/shoplens evaluate-search --report
+$(SEARCH_METRICS_OUT): $(INDEX_OUT)
+	$(BIN)/shoplens evaluate-search > /dev/null
+
 tensorboard: $(INSTALLED) ## TensorBoard on logs/
 	$(BIN)/tensorboard --logdir logs
 
-benchmark: benchmark-data benchmark-models ## Run every benchmark; results in reports/benchmarks/
+serve: $(INSTALLED) ## The web gallery and its JSON API on http://HOST:PORT (waitress)
+	$(BIN)/shoplens serve --host $(HOST) --port $(PORT) --threads $(SERVE_THREADS) --page-size $(PAGE_SIZE)
+
+benchmark: benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale ## Run every benchmark; results in reports/benchmarks/
 
 benchmark-data: $(INSTALLED) ## Time data + features on a 100,000-item demo catalog
 	$(BIN)/python benchmarks/data.py
@@ -91,12 +146,26 @@ benchmark-data: $(INSTALLED) ## Time data + features on a 100,000-item demo cata
 benchmark-models: $(INSTALLED) ## Train and evaluate every model on the fashion catalog
 	$(BIN)/python benchmarks/models.py
 
+benchmark-search: $(INSTALLED) ## Exact and FAISS search on 100k and 1M vectors, retrieval quality on the fashion catalog
+	$(BIN)/python benchmarks/search.py
+
+benchmark-serve: $(INSTALLED) ## Load-test the gallery API (20 clients, 30 s per endpoint) on a demo project
+	$(BIN)/python benchmarks/serve.py
+
+benchmark-scale: $(INSTALLED) ## The whole pipeline on a 100,000-item demo catalog: time and memory per stage
+	$(BIN)/python benchmarks/scale.py
+
+docs: $(INSTALLED) ## Build the documentation into docs/_build/html (warnings are errors)
+	rm -rf docs/_autosummary
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
 lint: $(INSTALLED) ## Check the code style
 	$(BIN)/ruff check src tests benchmarks
 
 clean: ## Remove generated data, stamps and caches (keeps .venv and data/raw)
 	find data/interim data/processed -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +
-	rm -rf .make .pytest_cache .ruff_cache
+	rm -rf .make .pytest_cache .ruff_cache docs/_build docs/_autosummary
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 $(INSTALLED): requirements.txt setup.py

@@ -1,5 +1,6 @@
 """Shared fixtures: small hand-made catalogs and a demo project run through data and features."""
 import os
+import shutil
 import subprocess
 import sys
 import zlib
@@ -67,3 +68,25 @@ def demo_project(tmp_path_factory):
                            processed_dir=processed, progress=False)
     build_features(processed_dir=processed, progress=False)
     return project, summary
+
+
+@pytest.fixture(scope="session")
+def gallery_project(demo_project, tmp_path_factory):
+    """A copy of the demo project ready to search and serve: the image and text models (one epoch each),
+    the image embeddings and the search index. Its own copy, so no other test's training changes it."""
+    from shoplens.models.extract_features import extract_features, load_features_file
+    from shoplens.models.train_model import train_model
+    from shoplens.search.index import index_for
+
+    source, _ = demo_project
+    project = tmp_path_factory.mktemp("gallery_project")
+    processed = project / "data" / "processed"
+    shutil.copytree(source / "data" / "processed", processed)
+    dirs = {"processed_dir": processed, "features_dir": processed / "features", "models_dir": project / "models"}
+    for modelmode in ("image", "text"):
+        train_model("multilabel", modelmode, backbone="simple", weights="none", epochs=1, verbose=0,
+                    logs_dir=project / "logs", **dirs)
+    extract_features(progress=False, **dirs)
+    models = project / "models"
+    index_for(load_features_file(models / "extracted_features.npz"), path=models / "search_index.json")
+    return project

@@ -5,6 +5,7 @@ with a one-line ``Error: ...`` and exit status 1, never a traceback.
 """
 import functools
 import json
+import os
 from pathlib import Path
 
 import click
@@ -144,15 +145,22 @@ def _model_options(command):
               type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]),
               help="Compute precision; auto uses 16 bits where the hardware has it natively.")
 @click.option("--seed", default=config.SEED)
+@click.option("--strategy", default=config.STRATEGY, type=click.Choice(["default", "mirrored", "multiworker"]),
+              help="One process; all local GPUs (or the CPU); or the machines listed in TF_CONFIG "
+                   "(BATCH_SIZE and LEARNING_RATE are per replica).")
 def train(classmode, modelmode, backbone, weights, finetune, text_encoder, epochs, batch_size, learning_rate,
-          patience, class_weights, precision, seed):
+          patience, class_weights, precision, seed, strategy):
     """Train a classifier on the features into models/<classmode>_<modelmode>.keras."""
     from shoplens.models.train_model import train_model
 
     meta = train_model(classmode, modelmode, backbone, weights, finetune, text_encoder, epochs, batch_size,
-                       learning_rate, patience, class_weights, precision, seed)
-    click.echo(f"trained {meta['name']}: best epoch {meta['best_epoch']} of {meta['epochs_run']}, "
+                       learning_rate, patience, class_weights, precision, seed, strategy=strategy)
+    resumed = f" (resumed at epoch {meta['first_epoch']})" if meta["first_epoch"] > 1 else ""
+    click.echo(f"trained {meta['name']}: best epoch {meta['best_epoch']} of {meta['epochs_run']}{resumed}, "
                f"{meta['train_seconds']:.0f} s, {meta['items_per_second']:.0f} items/s in training")
+    if not meta["distribution"]["chief"]:
+        click.echo("the chief worker writes the model and logs")
+        return
     click.echo(f"wrote {_rel(config.MODELS_DIR / meta['name'])}.keras and .json; "
                f"TensorBoard logs in {_rel(Path(meta['log_dir']))}")
 
@@ -229,6 +237,177 @@ def predict_command(classmode, modelmode, image, title, catalog, out, columns, t
                + (f" (skipped: {', '.join(f'{n} {r}' for r, n in skipped.items())})" if skipped else ""))
     if report:
         click.echo(format_report(report, f"model {metadata['name']} on {catalog}, model / random guess:"))
+
+
+@main.command("extract-features")
+@click.option("--model", "model_name", default=config.SEARCH_IMAGE_MODEL,
+              help="The trained image model, <classmode>_image.")
+@click.option("--layer", default=config.EMBEDDING_LAYER, help="The layer whose output is the embedding.")
+@click.option("--batch-size", default=config.EXTRACT_BATCH_SIZE, type=click.IntRange(min=1))
+@click.option("--shard", default=config.SHARD, type=click.IntRange(min=0),
+              help="Embed this contiguous slice of the items (0-based) ...")
+@click.option("--num-shards", default=config.NUM_SHARDS, type=click.IntRange(min=1),
+              help="... of this many; merge them with merge-features.")
+def extract_features_command(model_name, layer, batch_size, shard, num_shards):
+    """Embed every item with the image model into models/extracted_features.npz."""
+    from shoplens.models.extract_features import extract_features
+
+    summary = extract_features(model_name, layer, batch_size, shard, num_shards)
+    click.echo(f"embedded {summary['items']:,} items with {summary['model']} ({summary['layer']}, "
+               f"{summary['dim']} dimensions) into {_rel(Path(summary['path']))} "
+               f"({summary['seconds']:.1f} s, {summary['items_per_second']:,.0f} items/s)")
+
+
+@main.command("merge-features")
+@click.option("--num-shards", default=config.NUM_SHARDS, type=click.IntRange(min=1), help="Shards to merge.")
+def merge_features_command(num_shards):
+    """Join the shards of extract-features into models/extracted_features.npz."""
+    from shoplens.models.extract_features import merge_features
+
+    summary = merge_features(num_shards)
+    click.echo(f"merged {num_shards} shards: {summary['items']:,} items into {_rel(Path(summary['path']))}")
+
+
+@main.command("build-index")
+@click.option("--kind", default=config.INDEX, type=click.Choice(["auto", "exact", "faiss"]),
+              help="Exact search, FAISS, or chosen by size.")
+@click.option("--threshold", default=config.INDEX_FAISS_THRESHOLD, type=click.IntRange(min=0),
+              help="With --kind auto: FAISS from this many items on.")
+def build_index_command(kind, threshold):
+    """Build the search index over the extracted features: models/search_index.json (+ .faiss)."""
+    from shoplens.models.extract_features import load_features_file
+    from shoplens.search.index import index_for
+
+    info = index_for(load_features_file(), kind, threshold)
+    click.echo(f"built an {info['kind']} index of {info['items']:,} items in {info['build_seconds']:.1f} s: "
+               f"{_rel(config.SEARCH_INDEX)}")
+
+
+def _filters(ctx, param, values):
+    """``FIELD=VALUE`` options (or comma-separated lists of them) -> ``{field: [values]}``."""
+    filters = {}
+    for pair in (p.strip() for value in values for p in value.split(",") if p.strip()):
+        field, sep, value = pair.partition("=")
+        if not sep or not field.strip() or not value.strip():
+            raise click.BadParameter(f"expected FIELD=VALUE like gender=Men, got '{pair}'")
+        filters.setdefault(field.strip(), []).append(value.strip())
+    return filters
+
+
+@main.command("search")
+@click.option("--image", type=click.Path(dir_okay=False), help="Find products similar to this photo.")
+@click.option("--text", help="Find products for this description.")
+@click.option("--item", "item_id", help="Find products similar to this product id.")
+@click.option("-k", "--k", "k", default=config.K, type=int, help="Results to show.")
+@click.option("--same-category", is_flag=True, help="With --image: only products of the predicted category.")
+@click.option("--filter", "filters", multiple=True, callback=_filters,
+              help="FIELD=VALUE, e.g. gender=Men; repeat it or separate pairs with commas.")
+@click.option("--category", help="Only this category or its subcategories, e.g. 'Footwear > Shoes'.")
+@click.option("--offset", default=0, type=click.IntRange(min=0), help="Without a query: products to skip.")
+@click.option("--limit", default=config.BROWSE_LIMIT, type=click.IntRange(min=1),
+              help="Without a query: products to list.")
+@click.option("--grid", type=click.Path(dir_okay=False), help="Also draw the query and its results into this PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def search_command(image, text, item_id, k, same_category, filters, category, offset, limit, grid, as_json):
+    """Search the image repository by photo, text or product; without one, list the products that match."""
+    from shoplens.search.repository import Repository
+
+    if sum(q is not None for q in (image, text, item_id)) > 1:
+        raise click.UsageError("give one of --image, --text and --item")
+    if same_category and image is None:
+        raise click.UsageError("--same-category needs --image (the category is the photo's predicted one)")
+    repository = Repository.load(load_models=False)
+    prediction, lines = None, []
+    if image is not None:
+        prediction, results = repository.similar_to_image(image, k, same_category, filters, category)
+        row = {"image": image, "caption": f"predicted: {prediction['category']}", "results": results}
+        lines.append(f"predicted category: {prediction['category']} ({prediction['probability']:.2f}, "
+                     f"{prediction['model']})")
+    elif text is not None:
+        prediction, results = repository.search_text(text, k, filters, category)
+        row = {"text": text, "results": results}
+        lines.append(f"the text model reads it as {prediction['category']} ({prediction['probability']:.2f})"
+                     if prediction else "keywords only: no text model")
+    elif item_id is not None:
+        query = repository.item(item_id)
+        results = repository.similar_to_item(item_id, k, filters, category)
+        row = {"image": query["image_path"], "caption": f"{query['id']}: {query['category']}", "results": results}
+        lines.append(f"similar to {query['id']}: {query['title']} ({query['category']})")
+    else:
+        total, results = repository.browse(filters, category, offset, limit)
+        row = {"results": results}
+        lines.append(f"{total:,} products match; showing {offset + 1 if results else 0}-{offset + len(results)}")
+    if as_json:
+        click.echo(json.dumps({"prediction": prediction, "results": results}, indent=2))
+    else:
+        click.echo("\n".join([*lines, format_results(results)]))
+    if grid:
+        from shoplens.visualization.search_figures import plot_search_grid
+
+        plot_search_grid([row], grid, title=lines[0])
+        if not as_json:
+            click.echo(f"wrote {grid}")
+
+
+def format_results(results, title_width=60):
+    """A ranked table: rank, id, score, category path, title."""
+    if not results:
+        return "no products found"
+    header = ["#", "id", "score", "category", "title"]
+    rows = [[str(rank), r["id"], f"{r['score']:.3f}" if "score" in r else "", r["category"],
+             r["title"] if len(r["title"]) <= title_width else r["title"][:title_width - 1] + "…"]
+            for rank, r in enumerate(results, start=1)]
+    widths = [max(len(row[j]) for row in [header, *rows]) for j in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows])
+
+
+@main.command("evaluate-search")
+@click.option("--report", "report_only", is_flag=True, help="Print the last evaluation instead of running one.")
+def evaluate_search_command(report_only):
+    """Query every test product against the train products; write reports/metrics/search.json."""
+    from shoplens.search.evaluate import evaluate_search, format_search_report
+    from shoplens.search.repository import Repository
+
+    if report_only:
+        if not config.SEARCH_METRICS.is_file():
+            raise ShoplensError(f"{config.SEARCH_METRICS}: not found; run `make evaluate_search`")
+        click.echo(format_search_report(json.loads(config.SEARCH_METRICS.read_text())))
+        return
+    metrics = evaluate_search(Repository.load(load_models=False))
+    click.echo(format_search_report(metrics))
+    click.echo(f"wrote {_rel(config.SEARCH_METRICS)}")
+
+
+@main.command()
+@click.option("--host", default=config.HOST, help="Address to listen on; 0.0.0.0 for every network interface.")
+@click.option("--port", default=config.PORT, type=click.IntRange(0, 65535), help="Port; 0 picks a free one.")
+@click.option("--threads", default=config.SERVE_THREADS, type=click.IntRange(min=1), help="Worker threads.")
+@click.option("--page-size", default=config.PAGE_SIZE, type=click.IntRange(1, config.MAX_PAGE_SIZE),
+              help="Products per page.")
+def serve(host, port, threads, page_size):
+    """Serve the web gallery and its JSON API (waitress), with the models, embeddings and index loaded once."""
+    # One BLAS thread per call, set before numpy loads: waitress's threads already share the cores, and
+    # OpenBLAS splitting each small query product over threads of its own made concurrent requests wait
+    # on each other (a second per nearest-neighbour query under load, instead of a tenth of a millisecond).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from waitress import create_server
+
+    from shoplens.gallery.app import create_app
+    from shoplens.search.repository import Repository
+
+    repository = Repository.load()
+    app = create_app(repository, page_size=page_size)
+    server = create_server(app, host=host, port=port, threads=threads)
+    listening = getattr(server, "effective_listen", None) or [(server.effective_host, server.effective_port)]
+    for address, bound in listening:
+        address = f"[{address}]" if ":" in address else address  # an IPv6 address in a URL
+        click.echo(f"gallery of {len(repository):,} products on http://{address}:{bound}/ (Ctrl+C stops it)")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
 
 
 @main.command()

@@ -68,9 +68,42 @@ PATIENCE = 4  # epochs without a better validation loss before stopping
 CLASS_WEIGHTS = False
 # Compute precision: "auto" picks bfloat16 on CPUs with native support, float16 on a GPU, else float32.
 PRECISION = "auto"
+# "default": one process; "mirrored": all local GPUs (or the CPU); "multiworker": the machines in TF_CONFIG.
+STRATEGY = "default"
 
 # Worker processes for image decoding; None means one per core.
 WORKERS = None
+
+# search (extract_features, the index, queries)
+SEARCH_IMAGE_MODEL = "multilabel_image"  # photos are classified and embedded from the photo alone
+SEARCH_TEXT_MODEL = "multilabel_text"  # predicts the category a text query means
+EMBEDDING_LAYER = "image_embedding"  # the layer before the heads
+EXTRACT_BATCH_SIZE = 256
+SHARD = 0  # extraction of a contiguous slice of the items: shard SHARD of NUM_SHARDS, merged by merge_features
+NUM_SHARDS = 1
+EXTRACTED_FEATURES = MODELS_DIR / "extracted_features.npz"
+SEARCH_INDEX = MODELS_DIR / "search_index.json"  # and search_index.faiss for an approximate index
+INDEX = "auto"  # "exact", "faiss", or "auto": faiss from INDEX_FAISS_THRESHOLD items on
+INDEX_FAISS_THRESHOLD = 200_000
+FAISS_NLIST = None  # inverted lists of the FAISS index; None: 4 x sqrt(items)
+FAISS_NPROBE = 16  # lists scanned per query: more is slower and finds more of the true neighbours
+K = 5
+BROWSE_LIMIT = 20  # products listed by a query with no text or photo
+TEXT_CATEGORY_WEIGHT = 0.5  # text search score = keyword score + this x predicted probability of the item's path
+SEARCH_METRICS = REPORTS_DIR / "metrics" / "search.json"
+
+# gallery (make serve)
+HOST = "127.0.0.1"
+PORT = 5000
+SERVE_THREADS = 8  # waitress worker threads; requests mostly wait on numpy and TensorFlow, which release the GIL
+PAGE_SIZE = 24  # products per page of the gallery
+MAX_PAGE_SIZE = 200  # the most an API client may ask for in one page
+GALLERY_K = 12  # similar products shown for a photo or a product
+MAX_K = 100  # the most results an API client may ask for
+MAX_UPLOAD_MB = 10
+THUMBNAILS_DIR = INTERIM_DIR / "thumbnails"
+THUMBNAIL_SIZE = 256
+STATIC_MAX_AGE = 24 * 3600  # seconds browsers may keep thumbnails, images and static files
 
 
 def level_names(levels=LEVELS):
@@ -112,6 +145,19 @@ def make_defaults():
         "PATIENCE": PATIENCE,
         "CLASS_WEIGHTS": int(CLASS_WEIGHTS),
         "PRECISION": PRECISION,
+        "STRATEGY": STRATEGY,
+        "SEARCH_IMAGE_MODEL": SEARCH_IMAGE_MODEL,
+        "SEARCH_TEXT_MODEL": SEARCH_TEXT_MODEL,
+        "EMBEDDING_LAYER": EMBEDDING_LAYER,
+        "SHARD": SHARD,
+        "NUM_SHARDS": NUM_SHARDS,
+        "INDEX": INDEX,
+        "INDEX_FAISS_THRESHOLD": INDEX_FAISS_THRESHOLD,
+        "K": K,
+        "HOST": HOST,
+        "PORT": PORT,
+        "SERVE_THREADS": SERVE_THREADS,
+        "PAGE_SIZE": PAGE_SIZE,
     }
     return "\n".join(f"{name} ?= {value}" for name, value in values.items())
 
