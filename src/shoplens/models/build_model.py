@@ -45,8 +45,7 @@ class BackbonePreprocess(layers.Layer):
 
 
 def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbone="vgg16", weights="imagenet",
-                finetune=False, text_encoder="bag", embedding_dim=64, dropout=0.3, modality_dropout=0.3,
-                image_dropout=0.5):
+                finetune=False, text_encoder="bag", embedding_dim=64, dropout=0.3, modality_dropout=0.3):
     """Build an uncompiled classifier.
 
     Parameters
@@ -66,9 +65,9 @@ def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbo
     finetune : bool
         Train the backbone's weights too (otherwise they stay frozen).
     text_encoder : {"bag", "cnn", "lstm"}
-    dropout, modality_dropout, image_dropout : float
+    dropout, modality_dropout : float
         Dropout before the heads; and, in a combined model, the share of items whose
-        image embedding is dropped as a whole in training, and the dropout within it.
+        image embedding is dropped as a whole in training.
     """
     inputs, features = {}, []
     if image_size:
@@ -81,10 +80,7 @@ def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbo
         image_features, text_features = features
         # Modality dropout: for some items the whole image embedding is dropped, so the title
         # path learns to classify on its own and the image adds evidence instead of drowning it.
-        # Image features from scratch fit the training set far better than they generalise; strong
-        # dropout on them keeps the heads from trusting them more than they deserve on new items.
         image_features = layers.Dropout(modality_dropout, noise_shape=(None, 1))(image_features)
-        image_features = layers.Dropout(image_dropout)(image_features)
         x = layers.Concatenate(name="fused")([image_features, text_features])
     else:
         x = features[0]
