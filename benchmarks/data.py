@@ -41,6 +41,7 @@ def main():
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder [default: a temporary one]")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="shoplens-bench-data-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     runs = []
     try:
         for i in range(args.runs):

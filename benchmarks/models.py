@@ -51,6 +51,7 @@ def main():
     if not args.catalog.is_dir():
         raise SystemExit(f"{args.catalog}: not found; this benchmark needs the fashion-products dataset")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="shoplens-bench-models-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     env = {"SHOPLENS_PROJECT_DIR": str(workdir), "TF_CPP_MIN_LOG_LEVEL": "3"}
     try:
         run_measured([*SHOPLENS, "make-dataset", "--catalog", str(args.catalog)], workdir, env)

@@ -66,6 +66,7 @@ def main():
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="shoplens-bench-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     env = {"SHOPLENS_PROJECT_DIR": str(workdir), "TF_CPP_MIN_LOG_LEVEL": "3"}
     catalog = workdir / "data" / "raw" / "demo"
     results = {}

@@ -10,11 +10,12 @@ import pytest
 import tensorflow as tf
 from conftest import SHOPLENS, run_cli
 
-from shoplens import ShoplensError
+from shoplens import ShoplensError, config
 from shoplens.models.distribute import read_tf_config
 from shoplens.models.train_model import load_model, train_model
 
 NAME = "multilabel_text"
+RATE = config.LEARNING_RATES["text"]  # per replica
 # Text models train fastest; a patience this long never stops a run early.
 TRAIN = ["train", "--modelmode", "text", "--batch-size", "16", "--patience", "1000", "--strategy", "multiworker"]
 TIMEOUT = 240  # seconds for one run of the workers, start-up included
@@ -123,8 +124,8 @@ def test_two_workers_resume_after_a_restart_and_only_the_chief_writes(demo_proje
     assert meta["first_epoch"] == meta["epochs_run"] == epoch + 1 and len(meta["history"]["loss"]) == 1
     assert f"resumed at epoch {epoch + 1}" in logs[0].read_text()
     assert meta["distribution"] == {"strategy": "multiworker", "replicas": 2, "workers": 2, "global_batch_size": 32,
-                                    "learning_rate": 0.002, "chief": True}
-    assert meta["options"]["batch_size"] == 16 and meta["options"]["learning_rate"] == 0.001
+                                    "learning_rate": 2 * RATE, "chief": True}
+    assert meta["options"]["batch_size"] == 16 and meta["options"]["learning_rate"] == RATE
     assert list((chief / "logs").glob(f"{NAME}_*/train"))  # TensorBoard logs
     assert not (chief / "models" / "checkpoints" / f"{NAME}-backup").exists()  # the backup goes once done
     model, _ = load_model("multilabel", "text", models_dir=chief / "models")
@@ -144,7 +145,7 @@ def test_mirrored_strategy_trains_on_the_local_devices(demo_project, tmp_path):
                        logs_dir=tmp_path / "logs")
     replicas = len(tf.config.list_logical_devices("GPU")) or 1
     assert meta["distribution"] == {"strategy": "mirrored", "replicas": replicas, "workers": 1,
-                                    "global_batch_size": 16 * replicas, "learning_rate": 0.001 * replicas,
+                                    "global_batch_size": 16 * replicas, "learning_rate": RATE * replicas,
                                     "chief": True}
     assert meta["epochs_run"] == 1 and (tmp_path / "models" / f"{NAME}.keras").is_file()
 

@@ -225,3 +225,14 @@ def test_precision_choice():
     assert compute_policy("auto") in ("float32", "mixed_bfloat16", "mixed_float16")
     with pytest.raises(ShoplensError, match="unknown PRECISION 'half'"):
         compute_policy("half")
+
+
+def test_learning_rate_choice():
+    from shoplens.models.train_model import resolve_learning_rate
+
+    assert resolve_learning_rate("auto", "image") < resolve_learning_rate("auto", "combined")
+    assert resolve_learning_rate("auto", "text") == resolve_learning_rate("auto", "combined")
+    assert resolve_learning_rate("0.01", "image") == 0.01
+    for bad in ("fast", "0", "-1e-3", "nan"):
+        with pytest.raises(ShoplensError, match=f"LEARNING_RATE must be a positive number or auto, not '{bad}'"):
+            resolve_learning_rate(bad, "text")

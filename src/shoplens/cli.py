@@ -136,7 +136,9 @@ def _model_options(command):
               help="Text tower encoder.")
 @click.option("--epochs", default=config.EPOCHS, type=click.IntRange(min=1), help="Most epochs (early stopping).")
 @click.option("--batch-size", default=config.BATCH_SIZE, type=click.IntRange(min=1))
-@click.option("--learning-rate", default=config.LEARNING_RATE, type=click.FloatRange(min=0, min_open=True))
+@click.option("--learning-rate", default=config.LEARNING_RATE,
+              help="Adam's learning rate, or auto: "
+                   + ", ".join(f"{rate:g} for {mode}" for mode, rate in config.LEARNING_RATES.items()) + " models.")
 @click.option("--patience", default=config.PATIENCE, type=click.IntRange(min=1),
               help="Epochs without a better validation loss before stopping.")
 @click.option("--class-weights/--no-class-weights", default=config.CLASS_WEIGHTS,

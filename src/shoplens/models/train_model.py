@@ -59,8 +59,9 @@ def train_model(
     ``multiworker`` every worker calls this; only the chief writes the model, its
     JSON and the logs, and a restarted worker resumes from its last epoch's backup.
     """
-    if epochs < 1 or batch_size < 1 or learning_rate <= 0:
-        raise ShoplensError("EPOCHS and BATCH_SIZE must be at least 1 and LEARNING_RATE positive")
+    if epochs < 1 or batch_size < 1:
+        raise ShoplensError("EPOCHS and BATCH_SIZE must be at least 1")
+    learning_rate = resolve_learning_rate(learning_rate, modelmode)
     data = load_summary(processed_dir)
     features = load_features(features_dir)
     if features["data_version"] != data["data_version"]:
@@ -192,6 +193,19 @@ def train_model(
     else:
         shutil.rmtree(scratch)
     return metadata
+
+
+def resolve_learning_rate(learning_rate, modelmode):
+    """A positive learning rate as a float; ``"auto"`` is the model mode's from ``config.LEARNING_RATES``."""
+    if learning_rate == "auto":
+        return config.LEARNING_RATES[modelmode]
+    try:
+        rate = float(learning_rate)
+    except (TypeError, ValueError):
+        rate = 0.0
+    if not rate > 0:
+        raise ShoplensError(f"LEARNING_RATE must be a positive number or auto, not '{learning_rate}'")
+    return rate
 
 
 def compute_policy(precision="auto"):
