@@ -53,6 +53,25 @@ def run_cli(*args, cwd):
     return subprocess.run([*SHOPLENS, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True)
 
 
+def run_notebook(name, project):
+    """Execute ``notebooks/<name>`` on a project's outputs; return the outputs of its code cells."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    previous = os.environ.get("SHOPLENS_PROJECT_DIR")
+    os.environ["SHOPLENS_PROJECT_DIR"] = str(project)  # the kernel inherits it
+    try:
+        NotebookClient(notebook, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    finally:
+        if previous is None:
+            del os.environ["SHOPLENS_PROJECT_DIR"]
+        else:
+            os.environ["SHOPLENS_PROJECT_DIR"] = previous
+    return [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+
+
 @pytest.fixture(scope="session")
 def demo_project(tmp_path_factory):
     """A project folder with a 600-item demo catalog made into splits and features."""

@@ -3,10 +3,8 @@ import os
 import shutil
 import subprocess
 
-import nbformat
 import pytest
-from conftest import REPO, make_catalog
-from nbclient import NotebookClient
+from conftest import REPO, make_catalog, run_notebook
 
 
 @pytest.fixture
@@ -45,16 +43,9 @@ def test_targets_rerun_only_when_inputs_or_options_change(project):
 
 def test_dataset_statistics_notebook_runs_and_writes_figures(demo_project):
     project, _ = demo_project
-    notebook = nbformat.read(REPO / "notebooks" / "dataset_statistics.ipynb", as_version=4)
-    os.environ["SHOPLENS_PROJECT_DIR"] = str(project)
-    try:
-        NotebookClient(notebook, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
-    finally:
-        del os.environ["SHOPLENS_PROJECT_DIR"]
+    outputs = run_notebook("dataset_statistics.ipynb", project)
     figures = project / "reports" / "figures"
     assert (figures / "class_imbalance.png").stat().st_size > 10_000
     assert (figures / "title_lengths.png").stat().st_size > 10_000
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_notebook
 
 from shoplens import ShoplensError
 from shoplens.models.extract_features import (
@@ -404,18 +404,11 @@ def test_evaluate_search_writes_precision_at_k(gallery_project, tmp_path):
     assert again.stdout.splitlines()[1] == result.stdout.splitlines()[1]
 
 
-def test_visual_search_notebook_runs_and_writes_figures(gallery_project, monkeypatch):
-    import nbformat
-    from nbclient import NotebookClient
-
-    notebook = nbformat.read(REPO / "notebooks" / "visual_search.ipynb", as_version=4)
-    monkeypatch.setenv("SHOPLENS_PROJECT_DIR", str(gallery_project))
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+def test_visual_search_notebook_runs_and_writes_figures(gallery_project):
+    outputs = run_notebook("visual_search.ipynb", gallery_project)
     figures = gallery_project / "reports" / "figures"
     assert (figures / "visual_search_neighbours.png").stat().st_size > 50_000
     assert (figures / "visual_search_map.png").stat().st_size > 20_000
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
     assert any("585 products" in o.get("text", "") for o in outputs)
