@@ -16,8 +16,8 @@ from shoplens.models.train_model import load_model, train_model
 
 NAME = "multilabel_text"
 RATE = config.LEARNING_RATES["text"]  # per replica
-# Text models train fastest; a patience this long never stops a run early.
-TRAIN = ["train", "--modelmode", "text", "--batch-size", "16", "--patience", "1000", "--strategy", "multiworker"]
+# Text models train fastest.
+TRAIN = ["train", "--modelmode", "text", "--batch-size", "16", "--strategy", "multiworker"]
 TIMEOUT = 240  # seconds for one run of the workers, start-up included
 
 

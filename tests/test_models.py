@@ -236,3 +236,10 @@ def test_learning_rate_choice():
     for bad in ("fast", "0", "-1e-3", "nan"):
         with pytest.raises(ShoplensError, match=f"LEARNING_RATE must be a positive number or auto, not '{bad}'"):
             resolve_learning_rate(bad, "text")
+
+
+def test_learning_rate_falls_along_a_cosine_to_zero_at_the_last_epoch():
+    from shoplens.models.train_model import cosine_schedule
+
+    schedule = cosine_schedule(0.01, epochs=3, items=100, batch_size=32)  # 4 steps per epoch
+    assert [float(schedule(step)) for step in (0, 6, 12)] == pytest.approx([0.01, 0.005, 0.0], abs=1e-7)
