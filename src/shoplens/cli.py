@@ -134,7 +134,8 @@ def _model_options(command):
 @click.option("--finetune/--frozen", default=config.FINETUNE, help="Train the backbone too, or keep it frozen.")
 @click.option("--text-encoder", default=config.TEXT_ENCODER, type=click.Choice(["bag", "cnn", "lstm"]),
               help="Text tower encoder.")
-@click.option("--epochs", default=config.EPOCHS, type=click.IntRange(min=1), help="Epochs to train (the length of the cosine learning-rate schedule).")
+@click.option("--epochs", default=config.EPOCHS, type=click.IntRange(min=1),
+              help="Epochs to train (the length of the cosine learning-rate schedule).")
 @click.option("--batch-size", default=config.BATCH_SIZE, type=click.IntRange(min=1))
 @click.option("--learning-rate", default=config.LEARNING_RATE,
               help="Adam's learning rate, or auto: "

@@ -99,7 +99,8 @@ def train_model(
                             title_length=features.get("title_length") or config.TITLE_LENGTH, backbone=backbone,
                             weights=weights, finetune=finetune, text_encoder=text_encoder)
         model.compile(
-            optimizer=keras.optimizers.Adam(cosine_schedule(global_learning_rate, epochs, len(train_table), global_batch)),
+            optimizer=keras.optimizers.Adam(
+                cosine_schedule(global_learning_rate, epochs, len(train_table), global_batch)),
             loss={name: "sparse_categorical_crossentropy" for name in outputs},
             metrics={name: ["accuracy"] for name in outputs},
         )
