@@ -31,7 +31,7 @@ MODEL_NAME = $(CLASSMODE)_$(MODELMODE)
 MODEL_ARGS = --classmode $(CLASSMODE) --modelmode $(MODELMODE)
 ARGS_train_$(MODEL_NAME) = $(MODEL_ARGS) --backbone $(BACKBONE) --weights "$(WEIGHTS)" \
 	$(if $(filter 1 true yes,$(FINETUNE)),--finetune,--frozen) --text-encoder $(TEXT_ENCODER) --epochs $(EPOCHS) \
-	--batch-size $(BATCH_SIZE) --learning-rate $(LEARNING_RATE) \
+	--batch-size $(BATCH_SIZE) --learning-rate $(LEARNING_RATE) --patience $(PATIENCE) \
 	$(if $(filter 1 true yes,$(CLASS_WEIGHTS)),--class-weights,--no-class-weights) --precision $(PRECISION) \
 	--seed $(SEED) --strategy $(STRATEGY)
 

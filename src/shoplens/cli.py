@@ -135,11 +135,13 @@ def _model_options(command):
 @click.option("--text-encoder", default=config.TEXT_ENCODER, type=click.Choice(["bag", "cnn", "lstm"]),
               help="Text tower encoder.")
 @click.option("--epochs", default=config.EPOCHS, type=click.IntRange(min=1),
-              help="Epochs to train (the length of the cosine learning-rate schedule).")
+              help="Epochs of the cosine learning-rate schedule (early stopping may end sooner).")
 @click.option("--batch-size", default=config.BATCH_SIZE, type=click.IntRange(min=1))
 @click.option("--learning-rate", default=config.LEARNING_RATE,
               help="Adam's learning rate, or auto: "
                    + ", ".join(f"{rate:g} for {mode}" for mode, rate in config.LEARNING_RATES.items()) + " models.")
+@click.option("--patience", default=config.PATIENCE, type=click.IntRange(min=1),
+              help="Epochs without a better validation loss before stopping, counted in the second half.")
 @click.option("--class-weights/--no-class-weights", default=config.CLASS_WEIGHTS,
               help="Weight items inversely to their category's frequency.")
 @click.option("--precision", default=config.PRECISION,
@@ -150,12 +152,12 @@ def _model_options(command):
               help="One process; all local GPUs (or the CPU); or the machines listed in TF_CONFIG "
                    "(BATCH_SIZE and LEARNING_RATE are per replica).")
 def train(classmode, modelmode, backbone, weights, finetune, text_encoder, epochs, batch_size, learning_rate,
-          class_weights, precision, seed, strategy):
+          patience, class_weights, precision, seed, strategy):
     """Train a classifier on the features into models/<classmode>_<modelmode>.keras."""
     from shoplens.models.train_model import train_model
 
     meta = train_model(classmode, modelmode, backbone, weights, finetune, text_encoder, epochs, batch_size,
-                       learning_rate, class_weights, precision, seed, strategy=strategy)
+                       learning_rate, patience, class_weights, precision, seed, strategy=strategy)
     resumed = f" (resumed at epoch {meta['first_epoch']})" if meta["first_epoch"] > 1 else ""
     click.echo(f"trained {meta['name']}: best epoch {meta['best_epoch']} of {meta['epochs_run']}{resumed}, "
                f"{meta['train_seconds']:.0f} s, {meta['items_per_second']:.0f} items/s in training")

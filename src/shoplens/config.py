@@ -61,16 +61,16 @@ BACKBONE = "vgg16"  # a keras.applications backbone or "simple"
 WEIGHTS = "imagenet"  # "imagenet", "none" or a weights file
 FINETUNE = False
 TEXT_ENCODER = "bag"  # "bag", "cnn" or "lstm"
-# The length of the cosine learning-rate schedule. Training runs it to the end and keeps the epoch with the
-# best validation loss: early stopping would cut it short, as a from-scratch CNN's validation loss jumps
-# about while the rate is high.
-EPOCHS = 45
+EPOCHS = 45  # the length of the cosine learning-rate schedule
 BATCH_SIZE = 64
 # Adam's rate per replica; "auto" takes the model mode's own from LEARNING_RATES. Titles need the
 # higher rate: at 1e-3 the text tower is still learning when the image tower starts to overfit;
 # the small image CNN, in turn, does worse at 3e-3.
 LEARNING_RATE = "auto"
 LEARNING_RATES = {"image": 1e-3, "text": 3e-3, "combined": 3e-3}
+# Epochs without a better validation loss before stopping, counted in the second half of EPOCHS only: while
+# the rate is high a from-scratch CNN's validation loss jumps about, at times for 8 epochs on end.
+PATIENCE = 10
 CLASS_WEIGHTS = False
 # Compute precision: "auto" picks bfloat16 on CPUs with native support, float16 on a GPU, else float32.
 PRECISION = "auto"
@@ -148,6 +148,7 @@ def make_defaults():
         "EPOCHS": EPOCHS,
         "BATCH_SIZE": BATCH_SIZE,
         "LEARNING_RATE": LEARNING_RATE,
+        "PATIENCE": PATIENCE,
         "CLASS_WEIGHTS": int(CLASS_WEIGHTS),
         "PRECISION": PRECISION,
         "STRATEGY": STRATEGY,

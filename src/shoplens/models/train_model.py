@@ -43,6 +43,7 @@ def train_model(
     epochs=config.EPOCHS,
     batch_size=config.BATCH_SIZE,
     learning_rate=config.LEARNING_RATE,
+    patience=config.PATIENCE,
     class_weights=config.CLASS_WEIGHTS,
     precision=config.PRECISION,
     seed=config.SEED,
@@ -115,13 +116,16 @@ def train_model(
     checkpoint = out_dir / "checkpoints" / f"{name}.weights.h5"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     callbacks = [
+        # In the first half of the schedule the rate is high and a from-scratch CNN's validation loss jumps
+        # about: early stopping judges the second half only. The checkpoint still keeps the best of all epochs.
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, start_from_epoch=epochs // 2),
         keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True, save_weights_only=True),
         keras.callbacks.TensorBoard(log_dir=str(log_dir)),
     ]
     if distribution.workers > 1:
         # A worker lost mid-run stops them all; restarted, each one restores the weights and epoch of its own
         # backup (identical on every worker, as training is synchronous) and training goes on from there.
-        # The best-epoch checkpoint starts afresh from the restored epoch.
+        # Early stopping and the best-epoch checkpoint start afresh from the restored epoch.
         backup_dir = out_dir / "checkpoints" / f"{name}-backup"
         callbacks.insert(0, keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True))
     train_data = tf_dataset(train_x, train_y, global_batch, shuffle=True, seed=seed, sample_weight=weights_per_item,
@@ -165,7 +169,7 @@ def train_model(
         "options": {"backbone": backbone if image_size else None, "weights": str(weights) if image_size else None,
                     "finetune": bool(finetune), "text_encoder": text_encoder if vocabulary else None,
                     "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                    "class_weights": bool(class_weights), "precision": policy,
+                    "patience": patience, "class_weights": bool(class_weights), "precision": policy,
                     "seed": seed, "strategy": strategy},
         "distribution": {"strategy": strategy, "replicas": replicas, "workers": distribution.workers,
                          "global_batch_size": global_batch, "learning_rate": global_learning_rate,
