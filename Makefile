@@ -1,5 +1,7 @@
 # shoplens: e-commerce product classification and visual search.
-# `make help` lists the targets. Every variable's default lives in src/shoplens/config.py.
+# `make help` lists the targets. Options are Make variables, e.g. `make data CATALOG=shop.csv SEED=7`: the
+# shoplens commands remember them in params.yaml for every later target, and run a stage only when its
+# options, inputs or code changed. Every default lives in src/shoplens/config.py; `make params` lists them.
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
@@ -7,163 +9,112 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# The command of the target make was asked for (not one it runs first) also remembers options that belong to
+# none of the commands it ran (`make data EPOCHS=5`), once all of them succeeded.
+SHOPLENS = SHOPLENS_GOAL=$(filter $@,$(MAKECMDGOALS)) $(BIN)/shoplens
 
-# The config module's defaults as `VAR ?= value` lines; `make VAR=value` overrides them.
+# What this Makefile needs from the config module itself: the demo's options and folder.
 -include .make/config.mk
 .make/config.mk: src/shoplens/config.py
 	@mkdir -p $(@D)
 	@PYTHONPATH=src $(PYTHON) -m shoplens.config > $@.tmp && mv $@.tmp $@
 
-override CATALOG := $(patsubst %/,%,$(CATALOG))
-CATALOG_CSV = $(if $(filter %.csv,$(CATALOG)),$(CATALOG),$(firstword $(wildcard $(CATALOG)/catalog.csv $(CATALOG)/styles.csv) $(CATALOG)/catalog.csv))
-# The demo catalog is made on demand; any other catalog must exist (make-dataset says so if not).
-CATALOG_INPUT = $(filter $(DEMO_DIR)/catalog.csv,$(CATALOG_CSV)) $(wildcard $(CATALOG_CSV))
+# The names of the variables given on this command line. Make exports their values to the commands it
+# runs, where they are read as they were typed: no quoting, whatever a path holds.
+export SHOPLENS_GIVEN := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $v)),$v)))
 
-COLUMN_ARGS = $(if $(ID_COL),--id-col "$(ID_COL)") $(if $(TITLE_COL),--title-col "$(TITLE_COL)") \
-	$(if $(IMAGE_COL),--image-col "$(IMAGE_COL)") $(if $(CATEGORY_COL),--category-col "$(CATEGORY_COL)") \
-	$(if $(CATEGORY_SEP),--category-sep "$(CATEGORY_SEP)") $(if $(LEVEL_COLS),--level-cols "$(LEVEL_COLS)") \
-	$(if $(IMAGE_DIR),--image-dir "$(IMAGE_DIR)")
-ARGS_demo = --n $(DEMO_N) --seed $(DEMO_SEED) --out "$(DEMO_DIR)"
-ARGS_data = --catalog "$(CATALOG)" $(strip $(COLUMN_ARGS)) --levels $(LEVELS) --language $(LANGUAGE) \
-	--min-items $(MIN_ITEMS) --subsample $(SUBSAMPLE) --split $(SPLIT) --seed $(SEED)
-ARGS_features = --image-size $(IMAGE_SIZE) --vocab-size $(VOCAB_SIZE) --title-length $(TITLE_LENGTH)
-MODEL_NAME = $(CLASSMODE)_$(MODELMODE)
-MODEL_ARGS = --classmode $(CLASSMODE) --modelmode $(MODELMODE)
-ARGS_train_$(MODEL_NAME) = $(MODEL_ARGS) --backbone $(BACKBONE) --weights "$(WEIGHTS)" \
-	$(if $(filter 1 true yes,$(FINETUNE)),--finetune,--frozen) --text-encoder $(TEXT_ENCODER) --epochs $(EPOCHS) \
-	--batch-size $(BATCH_SIZE) --learning-rate $(LEARNING_RATE) --patience $(PATIENCE) \
-	$(if $(filter 1 true yes,$(CLASS_WEIGHTS)),--class-weights,--no-class-weights) --precision $(PRECISION) \
-	--seed $(SEED) --strategy $(STRATEGY)
-
-DATA_OUT := data/processed/summary.json
-FEATURES_OUT := data/processed/features/features.json
-MODEL_OUT = models/$(MODEL_NAME).keras
-METRICS_OUT = reports/metrics/$(MODEL_NAME).json
-
-# search: extraction (one shard of NUM_SHARDS, or all items), the index, queries
-EXTRACT_NAME = extract_$(SHARD)_of_$(NUM_SHARDS)
-ARGS_$(EXTRACT_NAME) = --model $(SEARCH_IMAGE_MODEL) --layer $(EMBEDDING_LAYER) --shard $(SHARD) \
-	--num-shards $(NUM_SHARDS)
-ARGS_index = --kind $(INDEX) --threshold $(INDEX_FAISS_THRESHOLD)
-EMBEDDINGS_OUT := models/extracted_features.npz
-EXTRACT_OUT = $(if $(filter 1,$(NUM_SHARDS)),$(EMBEDDINGS_OUT),models/extracted_features-$(SHARD)-of-$(NUM_SHARDS).npz)
-INDEX_OUT := models/search_index.json
-SEARCH_METRICS_OUT := reports/metrics/search.json
-SEARCH_ARGS = $(if $(IMAGE),--image "$(IMAGE)") $(if $(QUERY),--text "$(QUERY)") $(if $(ITEM),--item "$(ITEM)") \
-	-k $(K) $(if $(FILTERS),--filter "$(FILTERS)") $(if $(CATEGORY),--category "$(CATEGORY)") \
-	$(if $(filter 1 true yes,$(SAME_CATEGORY)),--same-category) $(if $(GRID),--grid "$(GRID)")
-DEMO_SEARCH = CATALOG=$(DEMO_DIR) BACKBONE=simple WEIGHTS=none EPOCHS=$(DEMO_EPOCHS)
-
-.PHONY: help demo test data features model_train model_predict tensorboard demo-catalog benchmark docs \
-	model_extract_features merge_features index search evaluate_search benchmark-search \
-	benchmark-data benchmark-models benchmark-scale lint clean FORCE serve benchmark-serve
+.PHONY: help demo test params demo-catalog data features model_train model_predict search_models \
+	model_extract_features merge_features index search evaluate_search serve tensorboard benchmark \
+	benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale docs lint clean
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
 
-demo: $(INSTALLED) ## Set up, generate the demo catalog and run the pipeline on it
-	@$(MAKE) --no-print-directory model_predict CATALOG=$(DEMO_DIR) CLASSMODE=multilabel MODELMODE=combined \
-		BACKBONE=simple WEIGHTS=none EPOCHS=$(DEMO_EPOCHS)
+demo: | $(INSTALLED) ## Set up, generate the demo catalog and run the pipeline on it
+	@$(MAKE) --no-print-directory model_predict $(DEMO_OPTIONS) CLASSMODE=multilabel MODELMODE=combined
 	@echo
-	@$(MAKE) --no-print-directory model_train $(DEMO_SEARCH) CLASSMODE=multilabel MODELMODE=image
-	@$(MAKE) --no-print-directory model_train $(DEMO_SEARCH) CLASSMODE=multilabel MODELMODE=text
+	@$(MAKE) --no-print-directory evaluate_search
 	@echo
-	@$(MAKE) --no-print-directory evaluate_search $(DEMO_SEARCH)
-	@echo
-	@$(MAKE) --no-print-directory search $(DEMO_SEARCH) IMAGE="$$(ls -d $(DEMO_DIR)/images/*.jpg | head -1)" \
+	@$(MAKE) --no-print-directory search IMAGE="$$(ls -d $(DEMO_DIR)/images/*.jpg | head -1)" \
 		GRID=reports/figures/search_image.png
 	@echo
-	@$(MAKE) --no-print-directory search $(DEMO_SEARCH) QUERY="red running shoes for men" \
-		GRID=reports/figures/search_text.png
+	@$(MAKE) --no-print-directory search QUERY="red running shoes for men" GRID=reports/figures/search_text.png
 	@echo
-	@$(BIN)/shoplens summary
-	@echo "results: data/processed/ (splits, features), models/multilabel_{combined,image,text}.keras, \
-	models/extracted_features.npz, reports/"
-	@echo "gallery: make serve, then open http://$(HOST):$(PORT)/"
+	@$(SHOPLENS) summary
+	@echo "results: data/processed/, models/, reports/demo/; options of this project: params.yaml (make params)"
+	@echo "gallery: make serve, then open the address it prints"
 
-test: $(INSTALLED) ## Set up and run the test suite
+test: | $(INSTALLED) ## Set up and run the test suite
 	$(BIN)/pytest
 
-demo-catalog: $(DEMO_DIR)/catalog.csv ## Generate the demo catalog (DEMO_N items, DEMO_SEED)
-$(DEMO_DIR)/catalog.csv: .make/demo.args src/shoplens/data/demo_catalog.py | $(INSTALLED)
-	$(BIN)/shoplens demo-catalog $(ARGS_demo)
+params: | $(INSTALLED) ## Show the project's options (NAME=value sets one without running anything)
+	@$(SHOPLENS) params
 
-data: $(DATA_OUT) ## Validate, clean and split CATALOG into data/processed/
-	@echo "data: $(DATA_OUT) is up to date"
-$(DATA_OUT): $(CATALOG_INPUT) .make/data.args $(wildcard src/shoplens/data/*.py) | $(INSTALLED)
-	$(BIN)/shoplens make-dataset $(ARGS_data)
+demo-catalog: | $(INSTALLED) ## Generate the demo catalog (DEMO_N items, DEMO_SEED) in data/raw/demo
+	@$(SHOPLENS) demo-catalog
 
-features: $(FEATURES_OUT) ## Preprocess images, fit vocabulary and label encoders
-	@echo "features: $(FEATURES_OUT) is up to date"
-$(FEATURES_OUT): $(DATA_OUT) .make/features.args $(wildcard src/shoplens/features/*.py) | $(INSTALLED)
-	$(BIN)/shoplens build-features $(ARGS_features)
+data: | $(INSTALLED) ## Validate, clean and split CATALOG into data/processed/splits
+	@$(SHOPLENS) make-dataset
 
-model_train: $(MODEL_OUT) ## Train a classifier (CLASSMODE, MODELMODE, BACKBONE, WEIGHTS, ...)
-	@echo "model_train: $(MODEL_OUT) is up to date"
-# Retrain when the code that builds or trains a model changes, not when prediction or extraction does.
-MODEL_CODE := $(addprefix src/shoplens/models/,build_model.py datasets.py distribute.py train_model.py)
-$(MODEL_OUT): $(FEATURES_OUT) .make/train_$(MODEL_NAME).args $(MODEL_CODE) | $(INSTALLED)
-	$(BIN)/shoplens train $(ARGS_train_$(MODEL_NAME))
+features: data ## Preprocess images, fit vocabulary and label encoders
+	@$(SHOPLENS) build-features
 
-model_predict: $(METRICS_OUT) ## Evaluate a trained model on the test split and print its report
-	@$(BIN)/shoplens report $(MODEL_ARGS)
-$(METRICS_OUT): $(MODEL_OUT)
-	$(BIN)/shoplens evaluate $(MODEL_ARGS) > /dev/null
+model_train: features ## Train a classifier (CLASSMODE, MODELMODE, BACKBONE, WEIGHTS, ...)
+	@$(SHOPLENS) train
 
-model_extract_features: $(EXTRACT_OUT) ## Embed every item with the image model (SEARCH_IMAGE_MODEL; SHARD, NUM_SHARDS)
-	@echo "model_extract_features: $(EXTRACT_OUT) is up to date"
-$(EXTRACT_OUT): $(FEATURES_OUT) .make/$(EXTRACT_NAME).args $(wildcard models/$(SEARCH_IMAGE_MODEL).keras) \
-		src/shoplens/models/extract_features.py | $(INSTALLED)
-	$(BIN)/shoplens extract-features $(ARGS_$(EXTRACT_NAME))
+model_predict: model_train ## Evaluate the classifier on the test split and print its report
+	@$(SHOPLENS) evaluate
 
-merge_features: | $(INSTALLED) ## Join the NUM_SHARDS shards of model_extract_features into one .npz
-	$(BIN)/shoplens merge-features --num-shards $(NUM_SHARDS)
+search_models: features ## Train the models search uses (SEARCH_IMAGE_MODEL, SEARCH_TEXT_MODEL)
+	@$(SHOPLENS) train --search
 
-index: $(INDEX_OUT) ## Build the search index (INDEX=auto|exact|faiss, INDEX_FAISS_THRESHOLD)
-	@echo "index: $(INDEX_OUT) is up to date"
-$(INDEX_OUT): $(EMBEDDINGS_OUT) .make/index.args src/shoplens/search/index.py | $(INSTALLED)
-	$(BIN)/shoplens build-index $(ARGS_index)
+model_extract_features: search_models ## Embed every item with the search image model (SHARD, NUM_SHARDS)
+	@$(SHOPLENS) extract-features
 
-search: $(INDEX_OUT) ## Search by IMAGE=photo, QUERY="text" or ITEM=id (K, FILTERS=gender=Men,..., CATEGORY, GRID=png)
-	@$(BIN)/shoplens search $(strip $(SEARCH_ARGS))
+merge_features: | $(INSTALLED) ## Join the NUM_SHARDS shards of model_extract_features
+	@$(SHOPLENS) merge-features
 
-evaluate_search: $(SEARCH_METRICS_OUT) ## Image search quality: precision@k of test products against train products
-	@$(BIN)/shoplens evaluate-search --report
-$(SEARCH_METRICS_OUT): $(INDEX_OUT)
-	$(BIN)/shoplens evaluate-search > /dev/null
+index: model_extract_features ## Build the search index (INDEX=auto|exact|faiss, INDEX_FAISS_THRESHOLD)
+	@$(SHOPLENS) build-index
 
-tensorboard: $(INSTALLED) ## TensorBoard on logs/
+search: index ## Search by IMAGE=photo, QUERY="text" or ITEM=id (K, FILTERS=gender=Men,..., CATEGORY, GRID=png)
+	@$(SHOPLENS) search
+
+evaluate_search: index ## Image search quality: precision@k of test products against train products
+	@$(SHOPLENS) evaluate-search
+
+serve: index ## The web gallery and its JSON API on http://HOST:PORT (waitress)
+	@$(SHOPLENS) serve
+
+tensorboard: | $(INSTALLED) ## TensorBoard on logs/
 	$(BIN)/tensorboard --logdir logs
 
-serve: $(INSTALLED) ## The web gallery and its JSON API on http://HOST:PORT (waitress)
-	$(BIN)/shoplens serve --host $(HOST) --port $(PORT) --threads $(SERVE_THREADS) --page-size $(PAGE_SIZE)
+benchmark: benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale ## Every benchmark
 
-benchmark: benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale ## Run every benchmark; results in reports/benchmarks/
-
-benchmark-data: $(INSTALLED) ## Time data + features on a 100,000-item demo catalog
+benchmark-data: | $(INSTALLED) ## Time data + features on a 100,000-item demo catalog
 	$(BIN)/python benchmarks/data.py
 
-benchmark-models: $(INSTALLED) ## Train and evaluate every model on the fashion catalog
+benchmark-models: | $(INSTALLED) ## Train and evaluate every model on the fashion catalog
 	$(BIN)/python benchmarks/models.py
 
-benchmark-search: $(INSTALLED) ## Exact and FAISS search on 100k and 1M vectors, retrieval quality on the fashion catalog
+benchmark-search: | $(INSTALLED) ## Exact and FAISS search on 100k and 1M vectors, retrieval on the fashion catalog
 	$(BIN)/python benchmarks/search.py
 
-benchmark-serve: $(INSTALLED) ## Load-test the gallery API (20 clients, 30 s per endpoint) on a demo project
+benchmark-serve: | $(INSTALLED) ## Load-test the gallery API (20 clients, 30 s per endpoint) on a demo project
 	$(BIN)/python benchmarks/serve.py
 
-benchmark-scale: $(INSTALLED) ## The whole pipeline on a 100,000-item demo catalog: time and memory per stage
+benchmark-scale: | $(INSTALLED) ## The whole pipeline on a 100,000-item demo catalog: time and memory per stage
 	$(BIN)/python benchmarks/scale.py
 
-docs: $(INSTALLED) ## Build the documentation into docs/_build/html (warnings are errors)
+docs: | $(INSTALLED) ## Build the documentation into docs/_build/html (warnings are errors)
 	rm -rf docs/_autosummary
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 	@echo "docs: open docs/_build/html/index.html"
 
-lint: $(INSTALLED) ## Check the code style
+lint: | $(INSTALLED) ## Check the code style
 	$(BIN)/ruff check src tests benchmarks
 
-clean: ## Remove generated data, stamps and caches (keeps .venv and data/raw)
+clean: ## Remove generated data, stamps and caches (keeps .venv, data/raw, models and params.yaml)
 	find data/interim data/processed -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +
 	rm -rf .make .pytest_cache .ruff_cache docs/_build docs/_autosummary
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
@@ -174,12 +125,3 @@ $(INSTALLED): requirements.txt setup.py
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
-
-# A target's options, rewritten only when they change: changing an option re-runs
-# the target, and a second run with the same options does nothing.
-.make/%.args: FORCE
-	@mkdir -p $(@D)
-	@echo '$(ARGS_$*)' | cmp -s - $@ || echo '$(ARGS_$*)' > $@
-
-FORCE:
-.PRECIOUS: .make/%.args

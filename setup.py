@@ -21,6 +21,7 @@ setup(
         "pandas>=2.1",
         "pillow>=10",
         "pyarrow>=14",
+        "pyyaml>=6",
         "scikit-learn>=1.4",
         "tensorboard>=2.16",
         "tensorflow>=2.16",

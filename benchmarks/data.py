@@ -20,9 +20,8 @@ def one_run(workdir, n):
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     env = {"SHOPLENS_PROJECT_DIR": str(workdir)}
-    catalog = workdir / "data" / "raw" / "demo"
-    gen_s, gen_peak = run_measured([*SHOPLENS, "demo-catalog", "--n", str(n), "--out", str(catalog)], workdir, env)
-    data_s, data_peak = run_measured([*SHOPLENS, "make-dataset", "--catalog", str(catalog)], workdir, env)
+    gen_s, gen_peak = run_measured([*SHOPLENS, "demo-catalog", "--n", str(n)], workdir, env)
+    data_s, data_peak = run_measured([*SHOPLENS, "make-dataset", "--catalog", "demo"], workdir, env)
     feat_s, feat_peak = run_measured([*SHOPLENS, "build-features"], workdir, env)
     return {
         "demo_catalog_seconds": gen_s,

@@ -29,7 +29,7 @@ IMAGE_LEVEL3_TARGET = 0.78
 
 def tfidf_baseline(processed, levels):
     """Accuracy per level of TF-IDF word + character n-grams and logistic regression on raw titles."""
-    train, test = (pd.read_parquet(processed / f"{s}.parquet") for s in ("train", "test"))
+    train, test = (pd.read_parquet(processed / "splits" / f"{s}.parquet") for s in ("train", "test"))
     words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
     chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)
     x_train = hstack([words.fit_transform(train["title"]), chars.fit_transform(train["title"])]).tocsr()
@@ -57,7 +57,7 @@ def main():
         run_measured([*SHOPLENS, "make-dataset", "--catalog", str(args.catalog)], workdir, env)
         run_measured([*SHOPLENS, "build-features"], workdir, env)
         processed = workdir / "data" / "processed"
-        summary = json.loads((processed / "summary.json").read_text())
+        summary = json.loads((processed / "splits" / "summary.json").read_text())
         levels = summary["levels"]
         started = time.perf_counter()
         baseline = tfidf_baseline(processed, levels)
@@ -70,8 +70,8 @@ def main():
             options = ["--classmode", classmode, "--modelmode", modelmode, "--backbone", "simple", "--weights", "none"]
             seconds, peak = run_measured([*SHOPLENS, "train", *options], workdir, env)
             run_measured([*SHOPLENS, "evaluate", "--classmode", classmode, "--modelmode", modelmode], workdir, env)
-            metrics = json.loads((workdir / "reports" / "metrics" / f"{name}.json").read_text())
-            meta = json.loads((workdir / "models" / f"{name}.json").read_text())
+            metrics = json.loads((workdir / "reports" / args.catalog.name / name / "metrics.json").read_text())
+            meta = json.loads((workdir / "models" / name / "model.json").read_text())
             results[name] = {"accuracy": metrics["accuracy"], "random_guess": metrics["random_guess"],
                              "macro_f1": metrics["macro_f1"], "top5": metrics["top5"],
                              "train_seconds": round(seconds, 1), "peak_gb": round(peak / 2**30, 2),

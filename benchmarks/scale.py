@@ -26,8 +26,8 @@ def stages(catalog, n, queries):
     """The pipeline's commands, in order, as ``(stage, command)``."""
     image_model = ["--classmode", "multilabel", "--modelmode", "image"]
     return [
-        ("demo catalog", [*SHOPLENS, "demo-catalog", "--n", str(n), "--out", str(catalog)]),
-        ("data", [*SHOPLENS, "make-dataset", "--catalog", str(catalog)]),
+        ("demo catalog", [*SHOPLENS, "demo-catalog", "--n", str(n)]),
+        ("data", [*SHOPLENS, "make-dataset", "--catalog", "demo"]),
         ("features", [*SHOPLENS, "build-features"]),
         ("train 1 epoch (image, simple)",
          [*SHOPLENS, "train", *image_model, "--backbone", "simple", "--weights", "none", "--epochs", "1"]),
@@ -66,7 +66,6 @@ def main():
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="shoplens-bench-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    workdir.mkdir(parents=True, exist_ok=True)
     env = {"SHOPLENS_PROJECT_DIR": str(workdir), "TF_CPP_MIN_LOG_LEVEL": "3"}
     catalog = workdir / "data" / "raw" / "demo"
     results = {}
@@ -75,7 +74,7 @@ def main():
             print(f"{stage} ...", flush=True)
             seconds, peak = run_measured(command, workdir, env)
             results[stage] = {"seconds": round(seconds, 1), "peak_gb": round(peak / 2**30, 2)}
-        summary = json.loads((workdir / "data" / "processed" / "summary.json").read_text())
+        summary = json.loads((workdir / "data" / "processed" / "splits" / "summary.json").read_text())
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import psutil
@@ -31,7 +30,6 @@ from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
 from shoplens import config
-from shoplens.search.evaluate import evaluate_search
 from shoplens.search.index import ExactIndex, FaissIndex
 
 SHOPLENS = [sys.executable, "-m", "shoplens.cli"]
@@ -154,33 +152,28 @@ def catalog_quality(catalog, workdir):
     """precision@5 of the image search and of raw 16x16 pixels on the fashion catalog's test split."""
     print(f"image search quality on {catalog}", flush=True)
     env = {"SHOPLENS_PROJECT_DIR": str(workdir), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    steps = [
-        ("data/processed/summary.json", ["make-dataset", "--catalog", str(catalog)]),
-        ("data/processed/features/features.json", ["build-features"]),
-        ("models/multilabel_image.keras", ["train", "--classmode", "multilabel", "--modelmode", "image",
-                                           "--backbone", "simple", "--weights", "none"]),
-        ("models/extracted_features.npz", ["extract-features"]),
-        ("models/search_index.json", ["build-index"]),
-    ]
+    train = ["train", "--classmode", "multilabel", "--modelmode", "image", "--backbone", "simple", "--weights", "none"]
+    steps = [["make-dataset", "--catalog", str(catalog)], ["build-features"], train, ["extract-features"],
+             ["build-index"], ["evaluate-search"]]
     seconds = {}
-    for output, command in steps:
-        if not (workdir / output).is_file():  # a kept --workdir resumes where it stopped
-            seconds[command[0]], _ = run_measured([*SHOPLENS, *command], workdir, env)
-    run_measured([*SHOPLENS, "evaluate-search"], workdir, env)
-    model = json.loads((workdir / "reports" / "metrics" / "search.json").read_text())
+    for command in steps:  # a kept --workdir resumes where it stopped: stages up to date are not run again
+        seconds[command[0]], _ = run_measured([*SHOPLENS, *command], workdir, env)
+    model = json.loads((workdir / "reports" / catalog.name / "search" / "metrics.json").read_text())
 
     from shoplens.features.build_features import load_images
     from shoplens.models.extract_features import load_features_file, normalise
+    from shoplens.search.evaluate import search_metrics
 
-    features = load_features_file(workdir / "models" / "extracted_features.npz")
-    images = np.concatenate([load_images(s, workdir / "data" / "processed" / "features") for s in config.SPLITS])
+    processed = workdir / "data" / "processed"
+    features = load_features_file(workdir / "models" / "embeddings" / "extracted_features.npz",
+                                  processed_dir=processed)
+    images = np.concatenate([load_images(s, processed / "features") for s in config.SPLITS])
     thumbs = np.stack([np.asarray(Image.fromarray(image).resize((16, 16), Image.Resampling.BOX), np.float32).ravel()
                        for image in images])
     baselines = {}
     for name, vectors in (("raw pixels", thumbs), ("raw pixels, centred", thumbs - thumbs.mean(axis=0))):
         pixels = normalise(vectors)
-        fake = SimpleNamespace(features={**features, "embeddings": pixels}, index=ExactIndex(pixels))
-        baselines[name] = evaluate_search(fake, workdir / "reports" / "metrics" / f"search_{name}.json")
+        baselines[name] = search_metrics({**features, "embeddings": pixels}, ExactIndex(pixels))
     best = max(baselines, key=lambda b: baselines[b]["precision@5"])
     return {"catalog": str(catalog), "queries": model["queries"], "candidates": model["candidates"],
             "model": {key: model[key] for key in ("precision@1", "precision@5", "precision@10", "map@10")},

@@ -43,10 +43,9 @@ def build_project(project, n, epochs):
     """The demo project the gallery test uses, at benchmark size."""
     project.mkdir(parents=True, exist_ok=True)
     env = {"SHOPLENS_PROJECT_DIR": str(project), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    catalog = project / "data" / "raw" / "demo"
     train = ["train", "--classmode", "multilabel", "--backbone", "simple", "--weights", "none", "--epochs", str(epochs)]
-    steps = [["demo-catalog", "--n", str(n), "--out", str(catalog)],
-             ["make-dataset", "--catalog", str(catalog)],
+    steps = [["demo-catalog", "--n", str(n)],
+             ["make-dataset", "--catalog", "demo"],
              ["build-features"],
              [*train, "--modelmode", "image"],
              [*train, "--modelmode", "text"],
@@ -228,7 +227,8 @@ def _get(base_url, path):
 
 def _image_of(project, item_id):
     """The catalog image of one product, to use as an uploaded photo."""
-    table = pd.concat([pd.read_parquet(project / "data" / "processed" / f"{s}.parquet", columns=["id", "image_path"])
+    splits = project / "data" / "processed" / "splits"
+    table = pd.concat([pd.read_parquet(splits / f"{s}.parquet", columns=["id", "image_path"])
                        for s in ("train", "validate", "test")])
     path = Path(table.set_index("id").loc[item_id, "image_path"])
     return path if path.is_absolute() else project / path
@@ -236,7 +236,7 @@ def _image_of(project, item_id):
 
 def _title_words(project):
     """Words of the catalog's own titles, so searches find something."""
-    path = project / "data" / "processed" / "train.parquet"
+    path = project / "data" / "processed" / "splits" / "train.parquet"
     titles = pd.read_parquet(path, columns=["title"])["title"] if path.is_file() else []
     return sorted({w.lower() for t in titles[:500] for w in str(t).split() if w.isalpha() and len(w) > 3})[:200]
 

@@ -1,224 +1,568 @@
 """The ``shoplens`` command line: one command per pipeline stage, called by the Makefile.
 
-Every option's default comes from :mod:`shoplens.config`. A user mistake ends
-with a one-line ``Error: ...`` and exit status 1, never a traceback.
+The options of the pipeline are *project options*. Each has a name, the Make
+variable (``SEED``, ``CATALOG``), and a default in :mod:`shoplens.config`. Once
+given, on the make command line or as an option of a command, it is remembered
+in ``params.yaml`` (:mod:`shoplens.params`) when the command that uses it
+succeeds, and holds for every later command. A stage command runs its stage
+only when the stage's options, inputs or code changed (:mod:`shoplens.stages`).
+
+A user mistake ends with a one-line ``Error: ...`` and exit status 1, never a traceback.
 """
 import functools
 import json
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
-from shoplens import ShoplensError, config
+from shoplens import ShoplensError, config, params
+from shoplens.outputs import disk_full_message
+from shoplens.stages import run_stage
+
+
+class ProjectOption(click.Option):
+    """A command option that is also a project option, named ``var`` (by default its long flag in capitals).
+
+    ``remember=False`` marks options of one run (a query, a photo): taken from the make
+    command line, never written to ``params.yaml``.
+    """
+
+    def __init__(self, *args, var=None, remember=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        flag = next((o for o in self.opts if o.startswith("--")), self.opts[0])
+        self.var = var or flag.lstrip("-").replace("-", "_").upper()
+        self.remember = remember
+
+
+def option(*decls, var=None, remember=True, **kwargs):
+    """A :class:`ProjectOption` decorator, as ``click.option`` makes plain ones."""
+    return click.option(*decls, cls=ProjectOption, var=var, remember=remember, **kwargs)
+
+
+class _Command(click.Command):
+    def invoke(self, ctx):
+        result = super().invoke(ctx)
+        _remember(ctx)  # only once the command succeeded
+        return result
 
 
 class _Group(click.Group):
+    command_class = _Command
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except ShoplensError as err:
             raise click.ClickException(str(err)) from None
+        except click.UsageError as err:  # one line, not click's usage block
+            command = f"shoplens {err.ctx.info_name}" if err.ctx and err.ctx.parent else "shoplens"
+            raise click.ClickException(f"{err.format_message()} (`{command} --help` lists the options)") from None
+        except OSError as err:
+            message = disk_full_message(err, Path(err.filename).parent if err.filename else config.PROJECT_DIR)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+
+
+# Make variables the group reads itself.
+GROUP_VARIABLES = {"VERBOSE"}
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--verbose", is_flag=True, help="Also show the log lines of TensorFlow and other libraries.")
+@click.version_option(package_name="shoplens")
+@click.pass_context
+def main(ctx, verbose):
+    """E-commerce product classification and visual search."""
+    ctx.obj = {"verbose": verbose or _truthy(params.given().get("VERBOSE"))}
+    if not ctx.obj["verbose"]:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        warnings.filterwarnings("ignore", category=UserWarning)
+    ctx.default_map = _default_map(ctx)
+
+
+def _truthy(value):
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _project_options():
+    """``(command name, command, option)`` of every project option of every command."""
+    for name, command in main.commands.items():
+        for param in command.params:
+            if isinstance(param, ProjectOption):
+                yield name, command, param
+
+
+def _check(command_name, command, param, value, source):
+    """``value`` converted by ``param``; a one-line error naming the option and where it came from."""
+    ctx = click.Context(command, info_name=command_name, parent=click.get_current_context(silent=True))
+    try:
+        return param.process_value(ctx, _as_given(param, value))
+    except click.BadParameter as err:
+        raise ShoplensError(f"{source}: {param.var}={value}: {err.message}") from None
+
+
+def _as_given(param, value):
+    return [value] if param.multiple and not isinstance(value, list) else value
+
+
+def _default_map(ctx):
+    """The value of each option of each command: from the make command line, else from ``params.yaml``.
+
+    Every variable given to make is checked now, before any stage runs, and so is every
+    remembered option of the command about to run.
+    """
+    given, stored = params.given(), params.load()
+    known = {param.var for _, _, param in _project_options()} | GROUP_VARIABLES
+    for name in given:
+        if name not in known:
+            close = [k for k in sorted(known) if k.startswith(name[:3])]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ShoplensError(f"unknown option {name}{hint}; `make params` lists them all")
+    defaults = {}
+    for command_name, command, param in _project_options():
+        if param.var in given:
+            _check(command_name, command, param, given[param.var], "make command line")
+            value = given[param.var]
+        elif param.var in stored and param.remember:
+            if command_name == ctx.invoked_subcommand:
+                _check(command_name, command, param, stored[param.var], config.PARAMS_FILE.name)
+            value = stored[param.var]
+        else:
+            continue
+        defaults.setdefault(command_name, {})[param.name] = _as_given(param, value)
+    return defaults
+
+
+def _remember(ctx):
+    """Write the project options this command was given, on either command line, into ``params.yaml``.
+
+    The command of the target make was asked for also writes the options given to make that none of the
+    commands before it read: they all succeeded, so the whole make run did.
+    """
+    given = params.given()
+    updates = {}
+    for param in ctx.command.params:
+        if not isinstance(param, ProjectOption) or not param.remember:
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if source == ParameterSource.COMMANDLINE or (source == ParameterSource.DEFAULT_MAP and param.var in given):
+            value = ctx.params[param.name]
+            if value is not None:
+                updates[param.var] = _stored(value)
+    if os.environ.get("SHOPLENS_GOAL"):
+        remembered = {param.var for _, _, param in _project_options() if param.remember}
+        for name in given:
+            if name in remembered and name not in updates and resolved(name) is not None:
+                updates[name] = _stored(resolved(name))
+    stored = params.load()
+    if any(stored.get(name) != value for name, value in updates.items()):
+        try:
+            params.save(updates, order=[param.var for _, _, param in _project_options()])
+        except OSError as err:
+            click.echo(f"warning: {config.PARAMS_FILE}: cannot remember {', '.join(updates)} ({err.strerror})",
+                       err=True)
+
+
+def _remember_given(names):
+    """Remember the values of these options given on the make command line (used by another command's stage)."""
+    given = params.given()
+    updates = {name: given[name] for name in names if name in given}
+    if updates:
+        params.save({name: _stored(resolved(name)) for name in updates},
+                    order=[param.var for _, _, param in _project_options()])
+
+
+def _stored(value):
+    """An option's value as ``params.yaml`` keeps it: numbers and text as they are, lists comma-separated."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    if isinstance(value, (int, float, str)):
+        return value
+    return str(value)
+
+
+def resolved(var):
+    """The value of a project option now: from the make command line, ``params.yaml`` or its default."""
+    given, stored = params.given(), params.load()
+    for command_name, command, param in _project_options():
+        if param.var == var:
+            if var in given:
+                return _check(command_name, command, param, given[var], "make command line")
+            if var in stored and param.remember:
+                return _check(command_name, command, param, stored[var], config.PARAMS_FILE.name)
+            return param.get_default(click.Context(command, info_name=command_name), call=True)
+    raise KeyError(var)
+
+
+def _echo_stage(message):
+    click.echo(message)
+
+
+def _tensorflow():
+    """Import TensorFlow with its start-up lines (CUDA probing, CPU features) kept off the terminal.
+
+    Those lines come from native code before TensorFlow's own log level applies, so
+    file descriptor 2 itself is pointed at ``/dev/null`` meanwhile; ``--verbose`` shows them.
+    """
+    if "tensorflow" in sys.modules or click.get_current_context().obj.get("verbose"):
+        import tensorflow
+        return tensorflow
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow
+
+        tensorflow.config.list_physical_devices("GPU")  # the CUDA probe prints its line here
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tensorflow
 
 
 def _ratios(ctx, param, value):
+    if isinstance(value, (tuple, list)):
+        return tuple(float(v) for v in value)
     try:
-        return tuple(float(v) for v in value.split(","))
+        return tuple(float(v) for v in str(value).split(","))
     except ValueError:
         raise click.BadParameter(f"expected comma-separated numbers like 0.7,0.15,0.15, got '{value}'") from None
 
 
 def _names(ctx, param, value):
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+    if isinstance(value, (tuple, list)):
+        return tuple(value) or None
+    return tuple(v.strip() for v in str(value).split(",") if v.strip()) if value else None
+
+
+def _learning_rate(value):
+    from shoplens.pipeline import resolve_learning_rate
+
+    try:
+        resolve_learning_rate(value, "image")
+    except ShoplensError:
+        raise click.BadParameter(f"expected a positive number or auto, got '{value}'") from None
+    return str(value)
+
+
+class _Weights(click.ParamType):
+    """``imagenet``, ``none`` or an existing weights file."""
+
+    name = "imagenet|none|FILE"
+
+    def convert(self, value, param, ctx):
+        value = str(value)
+        if value not in ("imagenet", "none") and not Path(value).is_file():
+            self.fail(f"'{value}' is neither imagenet, none nor a weights file that exists", param, ctx)
+        return value
+
+
+class _Catalog(click.ParamType):
+    """``demo`` or a CSV file or folder that exists."""
+
+    name = "demo|PATH"
+
+    def convert(self, value, param, ctx):
+        value = str(value)
+        if value != "demo" and not Path(value).exists():
+            self.fail(f"'{value}': no such file or folder", param, ctx)
+        return value
+
+
+class _OutputFile(click.ParamType):
+    """A file to write, in a folder that exists."""
+
+    name = "FILE"
+
+    def convert(self, value, param, ctx):
+        path = Path(value)
+        if path.is_dir():
+            self.fail(f"'{value}' is a folder; name a file", param, ctx)
+        parent = path.parent
+        if not parent.exists():
+            missing = next(p for p in [parent, *parent.parents] if p.exists() or p == p.parent)
+            kind = "is a file" if missing.is_file() else "does not exist"
+            self.fail(f"'{value}': '{missing if missing.is_file() else parent}' {kind}", param, ctx)
+        if not parent.is_dir():
+            self.fail(f"'{value}': '{parent}' is a file, not a folder", param, ctx)
+        return str(path)
 
 
 def _column_options(command):
     """Options naming the columns of a catalog in another layout; the command gets ``columns``."""
     options = [
-        click.option("--id-col", help="Column of item ids [default: id]."),
-        click.option("--title-col", help="Column of titles [default: title; productDisplayName for styles.csv]."),
-        click.option("--image-col", help="Column of image paths relative to the image folder [default: image]."),
-        click.option("--category-col", help="Column of category paths [default: category]."),
-        click.option("--category-sep", default=config.CATEGORY_SEP, help="Separator of levels in a category path."),
-        click.option("--level-cols", callback=_names,
-                     help="Comma-separated columns, one per level, instead of a path."),
+        option("--id-col", default="", help="Column of item ids [default: id]."),
+        option("--title-col", default="", help="Column of titles [default: title; productDisplayName for styles.csv]."),
+        option("--image-col", default="", help="Column of image paths relative to the image folder [default: image]."),
+        option("--category-col", default="", help="Column of category paths [default: category]."),
+        option("--category-sep", default=config.CATEGORY_SEP, help="Separator of levels in a category path."),
+        option("--level-cols", default="", callback=_names,
+               help="Comma-separated columns, one per level, instead of a path."),
     ]
 
     def with_columns(id_col, title_col, image_col, category_col, category_sep, level_cols, **kwargs):
         from shoplens.data.catalog import CatalogColumns
 
-        columns = CatalogColumns(id=id_col, title=title_col, image=image_col, category=category_col,
-                                 category_sep=category_sep, level_cols=level_cols)
+        columns = CatalogColumns(id=id_col or None, title=title_col or None, image=image_col or None,
+                                 category=category_col or None, category_sep=category_sep, level_cols=level_cols)
         return command(columns=columns, **kwargs)
 
     with_columns = functools.update_wrapper(with_columns, command)
-    for option in reversed(options):
-        with_columns = option(with_columns)
+    for decorator in reversed(options):
+        with_columns = decorator(with_columns)
     return with_columns
 
 
-_workers = click.option("--workers", default=config.WORKERS, type=click.IntRange(min=1),
-                        help="Processes [default: one per core].")
+_workers = option("--workers", default=config.WORKERS, type=click.IntRange(min=1),
+                  help="Processes for image work [default: one per core].")
+def _force_the_goal_only(ctx, param, value):
+    # FORCE=1 given to make runs again the stage of the target asked for, not every stage before it.
+    from_make = ctx.get_parameter_source(param.name) == ParameterSource.DEFAULT_MAP
+    return bool(value) and not (from_make and not os.environ.get("SHOPLENS_GOAL"))
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.version_option(package_name="shoplens")
-def main():
-    """E-commerce product classification and visual search."""
+_force = option("--force", is_flag=True, remember=False, callback=_force_the_goal_only,
+                help="Run the stage even if its outputs are up to date.")
 
+
+# Stages
 
 @main.command("demo-catalog")
-@click.option("--n", "n", default=config.DEMO_N, type=click.IntRange(min=1), help="Number of items.")
-@click.option("--seed", default=config.DEMO_SEED, help="Random seed; the same seed gives the same catalog.")
-@click.option("--out", default=str(config.DEMO_CATALOG_DIR), type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--image-size", default=config.DEMO_IMAGE_SIZE, type=click.IntRange(min=32), help="Image side in pixels.")
+@option("--n", "n", var="DEMO_N", default=config.DEMO_N, type=click.IntRange(min=1), help="Number of items.")
+@option("--seed", var="DEMO_SEED", default=config.DEMO_SEED, type=click.IntRange(min=0),
+        help="Random seed; the same seed gives the same catalog.")
+@option("--image-size", var="DEMO_IMAGE_SIZE", default=config.DEMO_IMAGE_SIZE, type=click.IntRange(32, 1024),
+        help="Image side in pixels.")
 @_workers
-def demo_catalog(n, seed, out, image_size, workers):
-    """Generate the synthetic demo catalog: OUT/catalog.csv and OUT/images/."""
-    from shoplens.data.demo_catalog import generate_demo_catalog
+@_force
+def demo_catalog_command(n, seed, image_size, workers, force):
+    """Generate the synthetic demo catalog: data/raw/demo/catalog.csv and images/."""
+    _demo_catalog(n, seed, image_size, workers, force)
 
-    summary = generate_demo_catalog(out, n=n, seed=seed, image_size=image_size, workers=workers)
-    click.echo(f"wrote {summary['n']:,} items to {Path(out) / 'catalog.csv'} and {Path(out) / 'images'}/ "
-               f"({summary['seconds']:.1f} s)")
+
+def _demo_catalog(n, seed, image_size, workers, force=False):
+    from shoplens.pipeline import demo_catalog_key
+
+    def build():
+        from shoplens.data.demo_catalog import make_demo_catalog
+
+        return make_demo_catalog(config.DEMO_CATALOG_DIR, n, seed, image_size, workers)
+
+    summary = run_stage("demo catalog", config.DEMO_CATALOG_DIR, demo_catalog_key(n, seed, image_size), build, force,
+                        _echo_stage)
+    if summary:
+        click.echo(f"wrote {summary['n']:,} items to {_rel(config.DEMO_CATALOG_DIR)}/catalog.csv and images/ "
+                   f"({summary['seconds']:.1f} s)")
 
 
 @main.command("make-dataset")
-@click.option("--catalog", default=str(config.CATALOG),
-              help="Catalog CSV, or a folder holding catalog.csv or styles.csv.")
+@option("--catalog", default=config.CATALOG, type=_Catalog(),
+        help="demo (the demo catalog, made as needed), a catalog CSV, or a folder holding catalog.csv or styles.csv.")
 @_column_options
-@click.option("--image-dir", type=click.Path(file_okay=False), help="Image folder [default: images/ beside the CSV].")
-@click.option("--levels", default=config.LEVELS, type=int, help="Category levels; paths are cut or padded to it.")
-@click.option("--language", default=config.LANGUAGE, help="Language of the titles, for stop words and stemming.")
-@click.option("--min-items", default=config.MIN_ITEMS, type=int, help="Drop categories with fewer items.")
-@click.option("--subsample", default=config.SUBSAMPLE, type=float, help="Fraction of items to keep, stratified.")
-@click.option("--split", "split_ratios", default=",".join(map(str, config.SPLIT_RATIOS)), callback=_ratios,
-              help="Train,validate,test ratios.")
-@click.option("--seed", default=config.SEED, help="Random seed of subsampling and splitting.")
+@option("--image-dir", default="", help="Image folder [default: images/ beside the CSV].")
+@option("--levels", default=config.LEVELS, type=click.IntRange(1, 10),
+        help="Category levels; paths are cut or padded to it.")
+@option("--language", default=config.LANGUAGE, help="Language of the titles, for stop words and stemming.")
+@option("--min-items", default=config.MIN_ITEMS, type=click.IntRange(min=1), help="Drop categories with fewer items.")
+@option("--subsample", default=config.SUBSAMPLE, type=click.FloatRange(0, 1, min_open=True),
+        help="Fraction of items to keep, stratified.")
+@option("--split", "split_ratios", default=",".join(map(str, config.SPLIT_RATIOS)), callback=_ratios,
+        help="Train,validate,test ratios.")
+@option("--seed", default=config.SEED, type=int, help="Random seed of subsampling, splitting and training.")
 @_workers
+@_force
 def make_dataset_command(catalog, columns, image_dir, levels, language, min_items, subsample, split_ratios, seed,
-                         workers):
-    """Validate, clean and split a catalog into data/processed/."""
-    from shoplens.data.make_dataset import make_dataset
+                         workers, force):
+    """Validate, clean and split a catalog into data/processed/splits/."""
+    from shoplens.pipeline import dataset_key
 
-    summary = make_dataset(catalog, columns=columns, levels=levels, language=language, min_items=min_items,
-                           subsample=subsample, split_ratios=split_ratios, seed=seed, image_dir=image_dir,
-                           workers=workers)
-    click.echo(describe_data(summary))
+    def build():
+        from shoplens.data.make_dataset import make_dataset
+
+        return make_dataset(catalog, columns=columns, levels=levels, language=language, min_items=min_items,
+                            subsample=subsample, split_ratios=split_ratios, seed=seed, image_dir=image_dir,
+                            workers=workers)
+
+    if catalog == "demo":
+        demo = ("DEMO_N", "DEMO_SEED", "DEMO_IMAGE_SIZE")
+        _demo_catalog(*map(resolved, demo), workers)
+        _remember_given(demo)
+    image_dir = image_dir or None
+    key = dataset_key(catalog, columns, levels, language, min_items, subsample, split_ratios, seed, image_dir)
+    summary = run_stage("data", config.SPLITS_DIR, key, build, force, _echo_stage)
+    if summary:
+        click.echo(describe_data(summary))
 
 
 @main.command("build-features")
-@click.option("--image-size", default=config.IMAGE_SIZE, type=int, help="Side of the square model input images.")
-@click.option("--vocab-size", default=config.VOCAB_SIZE, type=int, help="Largest title vocabulary.")
-@click.option("--title-length", default=config.TITLE_LENGTH, type=int, help="Title tokens the text model reads.")
+@option("--image-size", default=config.IMAGE_SIZE, type=click.IntRange(8, config.MAX_IMAGE_SIZE),
+        help="Side of the square model input images.")
+@option("--vocab-size", default=config.VOCAB_SIZE, type=click.IntRange(min=2), help="Largest title vocabulary.")
+@option("--title-length", default=config.TITLE_LENGTH, type=click.IntRange(min=1),
+        help="Title tokens the text model reads.")
 @_workers
-def build_features_command(image_size, vocab_size, title_length, workers):
+@_force
+def build_features_command(image_size, vocab_size, title_length, workers, force):
     """Preprocess images and fit the vocabulary and label encoders into data/processed/features/."""
-    from shoplens.features.build_features import build_features
+    from shoplens.pipeline import features_key
 
-    click.echo(describe_features(build_features(image_size, vocab_size, title_length, workers=workers)))
+    def build():
+        from shoplens.features.build_features import build_features
+
+        return build_features(image_size, vocab_size, title_length, workers=workers)
+
+    summary = run_stage("features", config.FEATURES_DIR, features_key(image_size, vocab_size, title_length), build,
+                        force, _echo_stage)
+    if summary:
+        click.echo(describe_features(summary))
+
+
+_CLASSMODES = ("multilabel", "multiclass")
+_MODELMODES = ("combined", "image", "text")
 
 
 def _model_options(command):
-    command = click.option("--classmode", default=config.CLASSMODE, type=click.Choice(["multilabel", "multiclass"]),
-                           help="One softmax per level, or one over the full paths.")(command)
-    return click.option("--modelmode", default=config.MODELMODE, type=click.Choice(["combined", "image", "text"]),
-                        help="What the model reads.")(command)
+    command = option("--classmode", default=config.CLASSMODE, type=click.Choice(_CLASSMODES),
+                     help="One softmax per level, or one over the full paths.")(command)
+    return option("--modelmode", default=config.MODELMODE, type=click.Choice(_MODELMODES),
+                  help="What the model reads.")(command)
 
 
 @main.command()
 @_model_options
-@click.option("--backbone", default=config.BACKBONE,
-              type=click.Choice(["vgg16", "mobilenetv2", "efficientnetb0", "resnet50", "simple"]),
-              help="Image tower backbone.")
-@click.option("--weights", default=config.WEIGHTS, help="Backbone weights: imagenet, none or a weights file.")
-@click.option("--finetune/--frozen", default=config.FINETUNE, help="Train the backbone too, or keep it frozen.")
-@click.option("--text-encoder", default=config.TEXT_ENCODER, type=click.Choice(["bag", "cnn", "lstm"]),
-              help="Text tower encoder.")
-@click.option("--epochs", default=config.EPOCHS, type=click.IntRange(min=1),
-              help="Epochs of the cosine learning-rate schedule (early stopping may end sooner).")
-@click.option("--batch-size", default=config.BATCH_SIZE, type=click.IntRange(min=1))
-@click.option("--learning-rate", default=config.LEARNING_RATE,
-              help="Adam's learning rate, or auto: "
-                   + ", ".join(f"{rate:g} for {mode}" for mode, rate in config.LEARNING_RATES.items()) + " models.")
-@click.option("--patience", default=config.PATIENCE, type=click.IntRange(min=1),
-              help="Epochs without a better validation loss before stopping, counted in the second half.")
-@click.option("--class-weights/--no-class-weights", default=config.CLASS_WEIGHTS,
-              help="Weight items inversely to their category's frequency.")
-@click.option("--precision", default=config.PRECISION,
-              type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]),
-              help="Compute precision; auto uses 16 bits where the hardware has it natively.")
-@click.option("--seed", default=config.SEED)
-@click.option("--strategy", default=config.STRATEGY, type=click.Choice(["default", "mirrored", "multiworker"]),
-              help="One process; all local GPUs (or the CPU); or the machines listed in TF_CONFIG "
-                   "(BATCH_SIZE and LEARNING_RATE are per replica).")
+@option("--backbone", default=config.BACKBONE,
+        type=click.Choice(["vgg16", "mobilenetv2", "efficientnetb0", "resnet50", "simple"]),
+        help="Image tower backbone.")
+@option("--weights", default=config.WEIGHTS, type=_Weights(), help="Backbone weights: imagenet, none or a file.")
+@option("--finetune/--frozen", default=config.FINETUNE, help="Train the backbone too, or keep it frozen.")
+@option("--text-encoder", default=config.TEXT_ENCODER, type=click.Choice(["bag", "cnn", "lstm"]),
+        help="Text tower encoder.")
+@option("--epochs", default=config.EPOCHS, type=click.IntRange(min=1),
+        help="Epochs of the cosine learning-rate schedule (early stopping may end sooner).")
+@option("--batch-size", default=config.BATCH_SIZE, type=click.IntRange(min=1))
+@option("--learning-rate", default=config.LEARNING_RATE, callback=lambda ctx, param, value: _learning_rate(value),
+        help="Adam's learning rate, or auto: "
+             + ", ".join(f"{rate:g} for {mode}" for mode, rate in config.LEARNING_RATES.items()) + " models.")
+@option("--patience", default=config.PATIENCE, type=click.IntRange(min=1),
+        help="Epochs without a better validation loss before stopping, counted in the second half.")
+@option("--class-weights/--no-class-weights", default=config.CLASS_WEIGHTS,
+        help="Weight items inversely to their category's frequency.")
+@option("--precision", default=config.PRECISION,
+        type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]),
+        help="Compute precision; auto uses 16 bits where the hardware has it natively.")
+@option("--seed", default=config.SEED, type=int)
+@option("--strategy", default=config.STRATEGY, type=click.Choice(["default", "mirrored", "multiworker"]),
+        help="One process; all local GPUs (or the CPU); or the machines listed in TF_CONFIG "
+             "(BATCH_SIZE and LEARNING_RATE are per replica).")
+@click.option("--search", "for_search", is_flag=True,
+              help="Train the models search uses instead: SEARCH_IMAGE_MODEL, and SEARCH_TEXT_MODEL where the "
+                   "catalog has titles.")
+@_force
 def train(classmode, modelmode, backbone, weights, finetune, text_encoder, epochs, batch_size, learning_rate,
-          patience, class_weights, precision, seed, strategy):
-    """Train a classifier on the features into models/<classmode>_<modelmode>.keras."""
-    from shoplens.models.train_model import train_model
+          patience, class_weights, precision, seed, strategy, for_search, force):
+    """Train a classifier on the features into models/<classmode>_<modelmode>/."""
+    from shoplens.pipeline import features_summary, model_dir, resolve_learning_rate, train_key
 
-    meta = train_model(classmode, modelmode, backbone, weights, finetune, text_encoder, epochs, batch_size,
-                       learning_rate, patience, class_weights, precision, seed, strategy=strategy)
+    names = [f"{classmode}_{modelmode}"]
+    if for_search:
+        names = [resolved("SEARCH_IMAGE_MODEL")]
+        if features_summary()["has_titles"]:
+            names.append(resolved("SEARCH_TEXT_MODEL"))
+    for name in names:
+        classmode, _, modelmode = name.partition("_")
+        rate = resolve_learning_rate(learning_rate, modelmode)
+        options = dict(classmode=classmode, modelmode=modelmode, backbone=backbone, weights=weights,
+                       finetune=finetune, text_encoder=text_encoder, epochs=epochs, batch_size=batch_size,
+                       learning_rate=rate, patience=patience, class_weights=class_weights, precision=precision,
+                       seed=seed, strategy=strategy)
+
+        def build(options=options):
+            _tensorflow()
+            from shoplens.models.train_model import train_model
+
+            return train_model(**options)
+
+        meta = run_stage(f"model {name}", model_dir(name), train_key(**options), build, force, _echo_stage)
+        if meta:
+            _describe_training(meta)
+
+
+def _describe_training(meta):
     resumed = f" (resumed at epoch {meta['first_epoch']})" if meta["first_epoch"] > 1 else ""
     click.echo(f"trained {meta['name']}: best epoch {meta['best_epoch']} of {meta['epochs_run']}{resumed}, "
                f"{meta['train_seconds']:.0f} s, {meta['items_per_second']:.0f} items/s in training")
     if not meta["distribution"]["chief"]:
         click.echo("the chief worker writes the model and logs")
         return
-    click.echo(f"wrote {_rel(config.MODELS_DIR / meta['name'])}.keras and .json; "
-               f"TensorBoard logs in {_rel(Path(meta['log_dir']))}")
+    click.echo(f"wrote {_rel(config.MODELS_DIR / meta['name'])}/; TensorBoard logs in {_rel(Path(meta['log_dir']))}")
 
 
 @main.command("evaluate")
 @_model_options
-def evaluate_command(classmode, modelmode):
-    """Evaluate a trained model on the test split and write its reports."""
-    from shoplens.models.predict_model import format_report, model_predict
+@_force
+def evaluate_command(classmode, modelmode, force):
+    """Evaluate a trained model on the test split, publish its reports and print them."""
+    from shoplens.models.report import format_report
+    from shoplens.models.trained import load_model
+    from shoplens.pipeline import evaluate_key, evaluation_dir
 
-    metrics = model_predict(classmode, modelmode)
-    click.echo(format_report(metrics, f"model {metrics['model']} on the test split ({metrics['items']:,} items), "
-                                      "model / random guess:"))
-    click.echo(f"wrote {_rel(config.REPORTS_DIR)}/metrics/{metrics['model']}.json, "
-               f"predictions/{metrics['model']}.csv and figures/{metrics['model']}_*.png")
+    name = f"{classmode}_{modelmode}"
+    _, metadata = load_model(classmode, modelmode, metadata_only=True)
+    folder = evaluation_dir(metadata["data"]["catalog_name"], name)
 
+    def build():
+        _tensorflow()
+        from shoplens.models.predict_model import model_predict
 
-@main.command()
-@_model_options
-def report(classmode, modelmode):
-    """Print the report of the last evaluation of a model."""
-    from shoplens.models.predict_model import format_report
-    from shoplens.models.train_model import model_name
+        return model_predict(classmode, modelmode)
 
-    path = config.REPORTS_DIR / "metrics" / f"{model_name(classmode, modelmode)}.json"
-    if not path.is_file():
-        raise ShoplensError(f"{path}: not found; run `make model_predict CLASSMODE={classmode} MODELMODE={modelmode}`")
-    metrics = json.loads(path.read_text())
-    click.echo(format_report(metrics, f"model {metrics['model']} on the test split ({metrics['items']:,} items), "
-                                      "model / random guess:"))
+    run_stage(f"evaluation of {name}", folder, evaluate_key(name), build, force, _echo_stage)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    click.echo(format_report(metrics, f"model {name} on the test split of {metrics['catalog']} "
+                                      f"({metrics['items']:,} items), model / random guess:"))
+    click.echo(f"reports in {_rel(folder)}/")
 
 
 @main.command("predict")
 @_model_options
 @click.option("--image", type=click.Path(dir_okay=False), help="A product photo.")
 @click.option("--title", help="A product title.")
-@click.option("--catalog", help="Classify a whole catalog (any layout make-dataset reads).")
-@click.option("--out", type=click.Path(dir_okay=False), help="With --catalog: the predictions CSV to write.")
+@click.option("--catalog", "new_catalog", help="Classify a whole catalog (any layout make-dataset reads).")
+@click.option("--out", type=_OutputFile(), help="With --catalog: the predictions CSV to write.")
 @_column_options
 @click.option("--top", default=3, type=click.IntRange(min=1), help="Classes shown per level.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def predict_command(classmode, modelmode, image, title, catalog, out, columns, top, as_json):
+def predict_command(classmode, modelmode, image, title, new_catalog, out, columns, top, as_json):
     """Classify a new item (--image and/or --title) or a whole catalog (--catalog, --out)."""
-    from shoplens.models.predict_model import evaluate, format_report, predict_catalog, predict_item, predictions_frame
-    from shoplens.models.train_model import load_model
+    from shoplens.models.predict_model import catalog_inputs, evaluate, item_inputs, predict, predictions_frame
+    from shoplens.models.report import format_report
+    from shoplens.models.trained import load_model
     from shoplens.outputs import atomic_path
 
-    if catalog and (image or title):
+    if new_catalog and (image or title):
         raise click.UsageError("give either --catalog or --image/--title")
-    if catalog and not out:
+    if new_catalog and not out:
         raise click.UsageError("--catalog needs --out FILE for the predictions")
-    model, metadata = load_model(classmode, modelmode)
+    # Everything the user gave is checked before the model is loaded, which takes seconds.
+    _, metadata = load_model(classmode, modelmode, metadata_only=True)
     language = metadata.get("language", config.LANGUAGE)
-    if not catalog:
-        predictions = predict_item(model, metadata, image, title, language)
+    if new_catalog:
+        table, inputs, skipped = catalog_inputs(metadata, new_catalog, columns, language)
+    else:
+        inputs = item_inputs(metadata, image, title, language)
+    _tensorflow()
+    model, metadata = load_model(classmode, modelmode)
+    predictions = predict(model, metadata, inputs)
+    if not new_catalog:
         best = {"category": predictions.path(0), "levels": predictions.top(0, top)}
         if as_json:
             click.echo(json.dumps(best, indent=2))
@@ -228,10 +572,9 @@ def predict_command(classmode, modelmode, image, title, catalog, out, columns, t
             click.echo(f"{level}: " + ", ".join(f"{c} {p:.2f}" for c, p in classes))
         return
 
-    table, predictions, skipped = predict_catalog(model, metadata, catalog, columns, language)
     with atomic_path(out) as tmp:
         predictions_frame(predictions, table).to_csv(tmp, index=False)
-    has_truth = bool(len(table)) and all(len(p) for p in table["category_parts"])
+    has_truth = bool(len(table)) and all(len(p) and "" not in p for p in table["category_parts"])
     report = evaluate(predictions, table, metadata) if has_truth else None
     if as_json:
         click.echo(json.dumps({"items": len(table), "skipped": skipped, "metrics": report}, indent=2))
@@ -239,57 +582,106 @@ def predict_command(classmode, modelmode, image, title, catalog, out, columns, t
     click.echo(f"classified {len(table):,} items into {out}"
                + (f" (skipped: {', '.join(f'{n} {r}' for r, n in skipped.items())})" if skipped else ""))
     if report:
-        click.echo(format_report(report, f"model {metadata['name']} on {catalog}, model / random guess:"))
+        click.echo(format_report(report, f"model {metadata['name']} on {new_catalog}, model / random guess:"))
 
 
 @main.command("extract-features")
-@click.option("--model", "model_name", default=config.SEARCH_IMAGE_MODEL,
-              help="The trained image model, <classmode>_image.")
-@click.option("--layer", default=config.EMBEDDING_LAYER, help="The layer whose output is the embedding.")
+@option("--model", "model_name", var="SEARCH_IMAGE_MODEL", default=config.SEARCH_IMAGE_MODEL,
+        help="The trained image model, <classmode>_image.")
+@option("--layer", var="EMBEDDING_LAYER", default=config.EMBEDDING_LAYER,
+        help="The layer whose output is the embedding.")
 @click.option("--batch-size", default=config.EXTRACT_BATCH_SIZE, type=click.IntRange(min=1))
-@click.option("--shard", default=config.SHARD, type=click.IntRange(min=0),
-              help="Embed this contiguous slice of the items (0-based) ...")
-@click.option("--num-shards", default=config.NUM_SHARDS, type=click.IntRange(min=1),
-              help="... of this many; merge them with merge-features.")
-def extract_features_command(model_name, layer, batch_size, shard, num_shards):
-    """Embed every item with the image model into models/extracted_features.npz."""
-    from shoplens.models.extract_features import extract_features
+@option("--shard", default=config.SHARD, type=click.IntRange(min=0), remember=False,
+        help="Embed this contiguous slice of the items (0-based) ...")
+@option("--num-shards", default=config.NUM_SHARDS, type=click.IntRange(min=1), remember=False,
+        help="... of this many; merge them with merge-features.")
+@_force
+def extract_features_command(model_name, layer, batch_size, shard, num_shards, force):
+    """Embed every item with the image model into models/embeddings/."""
+    from shoplens.pipeline import embeddings_dir, extract_key
 
-    summary = extract_features(model_name, layer, batch_size, shard, num_shards)
-    click.echo(f"embedded {summary['items']:,} items with {summary['model']} ({summary['layer']}, "
-               f"{summary['dim']} dimensions) into {_rel(Path(summary['path']))} "
-               f"({summary['seconds']:.1f} s, {summary['items_per_second']:,.0f} items/s)")
+    def build():
+        _tensorflow()
+        from shoplens.models.extract_features import extract_features
+
+        return extract_features(model_name, layer, batch_size, shard, num_shards)
+
+    key = extract_key(model_name, layer, shard, num_shards)
+    if num_shards == 1:
+        key = _merged_key(key, model_name, layer) or key
+    summary = run_stage("embeddings", embeddings_dir(shard, num_shards), key, build, force, _echo_stage)
+    if summary:
+        click.echo(f"embedded {summary['items']:,} items with {summary['model']} ({summary['layer']}, "
+                   f"{summary['dim']} dimensions) into {_rel(Path(summary['path']))} "
+                   f"({summary['seconds']:.1f} s, {summary['items_per_second']:,.0f} items/s)")
+
+
+def _merged_key(key, model_name, layer):
+    """The key of the published embeddings if they were merged from shards that are all up to date with ``key``'s
+    options and model: then they are the embeddings of every item, and nothing needs extracting again."""
+    from shoplens.outputs import read_stage
+    from shoplens.pipeline import embeddings_dir, extract_key, merge_key
+
+    record = read_stage(embeddings_dir())
+    shards = (record or {}).get("key", {}).get("options", {}).get("NUM_SHARDS", 1)
+    if shards == 1:
+        return None
+    try:
+        if record["key"] != merge_key(shards):
+            return None
+    except ShoplensError:  # a shard is gone
+        return None
+    for shard in range(shards):
+        if (read_stage(embeddings_dir(shard, shards)) or {}).get("key") != extract_key(model_name, layer, shard,
+                                                                                        shards):
+            return None
+    return record["key"]
 
 
 @main.command("merge-features")
-@click.option("--num-shards", default=config.NUM_SHARDS, type=click.IntRange(min=1), help="Shards to merge.")
-def merge_features_command(num_shards):
-    """Join the shards of extract-features into models/extracted_features.npz."""
-    from shoplens.models.extract_features import merge_features
+@option("--num-shards", default=config.NUM_SHARDS, type=click.IntRange(min=1), remember=False,
+        help="Shards to merge.")
+@_force
+def merge_features_command(num_shards, force):
+    """Join the shards of extract-features into models/embeddings/."""
+    from shoplens.pipeline import embeddings_dir, merge_key
 
-    summary = merge_features(num_shards)
-    click.echo(f"merged {num_shards} shards: {summary['items']:,} items into {_rel(Path(summary['path']))}")
+    def build():
+        from shoplens.models.extract_features import merge_features
+
+        return merge_features(num_shards)
+
+    summary = run_stage("embeddings", embeddings_dir(), merge_key(num_shards), build, force, _echo_stage)
+    if summary:
+        click.echo(f"merged {num_shards} shards: {summary['items']:,} items into {_rel(Path(summary['path']))}")
 
 
 @main.command("build-index")
-@click.option("--kind", default=config.INDEX, type=click.Choice(["auto", "exact", "faiss"]),
-              help="Exact search, FAISS, or chosen by size.")
-@click.option("--threshold", default=config.INDEX_FAISS_THRESHOLD, type=click.IntRange(min=0),
-              help="With --kind auto: FAISS from this many items on.")
-def build_index_command(kind, threshold):
-    """Build the search index over the extracted features: models/search_index.json (+ .faiss)."""
-    from shoplens.models.extract_features import load_features_file
-    from shoplens.search.index import index_for
+@option("--kind", var="INDEX", default=config.INDEX, type=click.Choice(["auto", "exact", "faiss"]),
+        help="Exact search, FAISS, or chosen by size.")
+@option("--threshold", var="INDEX_FAISS_THRESHOLD", default=config.INDEX_FAISS_THRESHOLD,
+        type=click.IntRange(min=0), help="With --kind auto: FAISS from this many items on.")
+@_force
+def build_index_command(kind, threshold, force):
+    """Build the search index over the extracted features: models/search_index/."""
+    from shoplens.pipeline import index_dir, index_key
 
-    info = index_for(load_features_file(), kind, threshold)
-    click.echo(f"built an {info['kind']} index of {info['items']:,} items in {info['build_seconds']:.1f} s: "
-               f"{_rel(config.SEARCH_INDEX)}")
+    def build():
+        from shoplens.models.extract_features import load_features_file
+        from shoplens.search.index import index_for
+
+        return index_for(load_features_file(), kind, threshold)
+
+    info = run_stage("index", index_dir(), index_key(kind, threshold), build, force, _echo_stage)
+    if info:
+        click.echo(f"built an {info['kind']} index of {info['items']:,} items in {info['build_seconds']:.1f} s: "
+                   f"{_rel(index_dir())}/")
 
 
 def _filters(ctx, param, values):
     """``FIELD=VALUE`` options (or comma-separated lists of them) -> ``{field: [values]}``."""
     filters = {}
-    for pair in (p.strip() for value in values for p in value.split(",") if p.strip()):
+    for pair in (p.strip() for value in values for p in str(value).split(",") if p.strip()):
         field, sep, value = pair.partition("=")
         if not sep or not field.strip() or not value.strip():
             raise click.BadParameter(f"expected FIELD=VALUE like gender=Men, got '{pair}'")
@@ -297,41 +689,54 @@ def _filters(ctx, param, values):
     return filters
 
 
+_text_model = option("--text-model", var="SEARCH_TEXT_MODEL", default=config.SEARCH_TEXT_MODEL,
+                     help="The text model that reads queries and titles, <classmode>_text.")
+
+
 @main.command("search")
-@click.option("--image", type=click.Path(dir_okay=False), help="Find products similar to this photo.")
-@click.option("--text", help="Find products for this description.")
-@click.option("--item", "item_id", help="Find products similar to this product id.")
-@click.option("-k", "--k", "k", default=config.K, type=int, help="Results to show.")
-@click.option("--same-category", is_flag=True, help="With --image: only products of the predicted category.")
-@click.option("--filter", "filters", multiple=True, callback=_filters,
-              help="FIELD=VALUE, e.g. gender=Men; repeat it or separate pairs with commas.")
-@click.option("--category", help="Only this category or its subcategories, e.g. 'Footwear > Shoes'.")
+@option("--image", type=click.Path(dir_okay=False), remember=False, help="Find products similar to this photo.")
+@option("--text", var="QUERY", remember=False, help="Find products for this description.")
+@option("--item", "item_id", var="ITEM", remember=False, help="Find products similar to this product id.")
+@option("-k", "--k", "k", default=config.K, type=click.IntRange(min=1), remember=False, help="Results to show.")
+@option("--same-category", is_flag=True, remember=False,
+        help="With --image: only products of the predicted category.")
+@option("--filter", "filters", var="FILTERS", multiple=True, callback=_filters, remember=False,
+        help="FIELD=VALUE, e.g. gender=Men; repeat it or separate pairs with commas.")
+@option("--category", var="CATEGORY", remember=False,
+        help="Only this category or its subcategories, e.g. 'Footwear > Shoes'.")
 @click.option("--offset", default=0, type=click.IntRange(min=0), help="Without a query: products to skip.")
 @click.option("--limit", default=config.BROWSE_LIMIT, type=click.IntRange(min=1),
               help="Without a query: products to list.")
-@click.option("--grid", type=click.Path(dir_okay=False), help="Also draw the query and its results into this PNG.")
+@option("--grid", type=_OutputFile(), remember=False, help="Also draw the query and its results into this PNG.")
+@_text_model
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def search_command(image, text, item_id, k, same_category, filters, category, offset, limit, grid, as_json):
+def search_command(image, text, item_id, k, same_category, filters, category, offset, limit, grid, text_model,
+                   as_json):
     """Search the image repository by photo, text or product; without one, list the products that match."""
+    if sum(bool(q) for q in (image, text, item_id)) > 1:
+        raise click.UsageError("give one of --image, --text and --item")
+    if same_category and not image:
+        raise click.UsageError("--same-category needs --image (the category is the photo's predicted one)")
+    if image and not Path(image).is_file():
+        raise ShoplensError(f"{image}: no such image file")
     from shoplens.search.repository import Repository
 
-    if sum(q is not None for q in (image, text, item_id)) > 1:
-        raise click.UsageError("give one of --image, --text and --item")
-    if same_category and image is None:
-        raise click.UsageError("--same-category needs --image (the category is the photo's predicted one)")
-    repository = Repository.load(load_models=False)
+    repository = Repository.load(text_model=text_model, load_models=False)
+    repository.check_filters(filters, category)  # a mistake is said before any model loads
+    if image or text:
+        _tensorflow()
     prediction, lines = None, []
-    if image is not None:
+    if image:
         prediction, results = repository.similar_to_image(image, k, same_category, filters, category)
         row = {"image": image, "caption": f"predicted: {prediction['category']}", "results": results}
         lines.append(f"predicted category: {prediction['category']} ({prediction['probability']:.2f}, "
                      f"{prediction['model']})")
-    elif text is not None:
+    elif text:
         prediction, results = repository.search_text(text, k, filters, category)
         row = {"text": text, "results": results}
         lines.append(f"the text model reads it as {prediction['category']} ({prediction['probability']:.2f})"
                      if prediction else "keywords only: no text model")
-    elif item_id is not None:
+    elif item_id:
         query = repository.item(item_id)
         results = repository.similar_to_item(item_id, k, filters, category)
         row = {"image": query["image_path"], "caption": f"{query['id']}: {query['category']}", "results": results}
@@ -347,7 +752,7 @@ def search_command(image, text, item_id, k, same_category, filters, category, of
     if grid:
         from shoplens.visualization.search_figures import plot_search_grid
 
-        plot_search_grid([row], grid, title=lines[0])
+        plot_search_grid([row], grid, title=f"{repository.catalog_name}: {lines[0]}")
         if not as_json:
             click.echo(f"wrote {grid}")
 
@@ -365,29 +770,37 @@ def format_results(results, title_width=60):
 
 
 @main.command("evaluate-search")
-@click.option("--report", "report_only", is_flag=True, help="Print the last evaluation instead of running one.")
-def evaluate_search_command(report_only):
-    """Query every test product against the train products; write reports/metrics/search.json."""
-    from shoplens.search.evaluate import evaluate_search, format_search_report
-    from shoplens.search.repository import Repository
+@_force
+def evaluate_search_command(force):
+    """Query every test product against the train products; publish reports/<catalog>/search/metrics.json."""
+    from shoplens.data.make_dataset import load_summary
+    from shoplens.pipeline import evaluate_search_key, search_metrics_dir
+    from shoplens.search.evaluate import format_search_report
 
-    if report_only:
-        if not config.SEARCH_METRICS.is_file():
-            raise ShoplensError(f"{config.SEARCH_METRICS}: not found; run `make evaluate_search`")
-        click.echo(format_search_report(json.loads(config.SEARCH_METRICS.read_text())))
-        return
-    metrics = evaluate_search(Repository.load(load_models=False))
-    click.echo(format_search_report(metrics))
-    click.echo(f"wrote {_rel(config.SEARCH_METRICS)}")
+    folder = search_metrics_dir(load_summary()["catalog_name"])
+
+    def build():
+        _tensorflow()
+        from shoplens.search.evaluate import evaluate_search
+        from shoplens.search.repository import Repository
+
+        return evaluate_search(Repository.load(load_models=False))
+
+    run_stage("search evaluation", folder, evaluate_search_key(), build, force, _echo_stage)
+    click.echo(format_search_report(json.loads((folder / "metrics.json").read_text())))
 
 
 @main.command()
-@click.option("--host", default=config.HOST, help="Address to listen on; 0.0.0.0 for every network interface.")
-@click.option("--port", default=config.PORT, type=click.IntRange(0, 65535), help="Port; 0 picks a free one.")
-@click.option("--threads", default=config.SERVE_THREADS, type=click.IntRange(min=1), help="Worker threads.")
-@click.option("--page-size", default=config.PAGE_SIZE, type=click.IntRange(1, config.MAX_PAGE_SIZE),
-              help="Products per page.")
-def serve(host, port, threads, page_size):
+@option("--host", default=config.HOST, remember=False,
+        help="Address to listen on; 0.0.0.0 for every network interface.")
+@option("--port", default=config.PORT, type=click.IntRange(0, 65535), remember=False,
+        help="Port; 0 picks a free one.")
+@option("--threads", var="SERVE_THREADS", default=config.SERVE_THREADS, type=click.IntRange(min=1), remember=False,
+        help="Worker threads.")
+@option("--page-size", default=config.PAGE_SIZE, type=click.IntRange(1, config.MAX_PAGE_SIZE), remember=False,
+        help="Products per page.")
+@_text_model
+def serve(host, port, threads, page_size, text_model):
     """Serve the web gallery and its JSON API (waitress), with the models, embeddings and index loaded once."""
     # One BLAS thread per call, set before numpy loads: waitress's threads already share the cores, and
     # OpenBLAS splitting each small query product over threads of its own made concurrent requests wait
@@ -398,13 +811,16 @@ def serve(host, port, threads, page_size):
     from shoplens.gallery.app import create_app
     from shoplens.search.repository import Repository
 
-    repository = Repository.load()
+    repository = Repository.load(text_model=text_model, load_models=False)
+    _tensorflow()
+    repository.load_models()
     app = create_app(repository, page_size=page_size)
     server = create_server(app, host=host, port=port, threads=threads)
     listening = getattr(server, "effective_listen", None) or [(server.effective_host, server.effective_port)]
     for address, bound in listening:
         address = f"[{address}]" if ":" in address else address  # an IPv6 address in a URL
-        click.echo(f"gallery of {len(repository):,} products on http://{address}:{bound}/ (Ctrl+C stops it)")
+        click.echo(f"gallery of {len(repository):,} products of {repository.catalog_name} on "
+                   f"http://{address}:{bound}/ (Ctrl+C stops it)")
     try:
         server.run()
     except KeyboardInterrupt:
@@ -430,6 +846,48 @@ def summary(as_json):
         click.echo(describe_features(features))
 
 
+@main.command("params")
+@click.argument("assignments", nargs=-1, metavar="[NAME=VALUE]...")
+def params_command(assignments):
+    """Show the project's options (or set some: NAME=VALUE, as on the make command line)."""
+    given = params.given()
+    for assignment in assignments:
+        name, sep, value = assignment.partition("=")
+        if not sep:
+            raise click.UsageError(f"expected NAME=VALUE, got '{assignment}'")
+        given[name.strip().upper()] = value
+    options = {}
+    for command_name, command, param in _project_options():
+        options.setdefault(param.var, (command_name, command, param, []))[3].append(command_name)
+    updates = {}
+    for name, value in given.items():
+        if name in GROUP_VARIABLES:
+            continue
+        if name not in options:
+            raise ShoplensError(f"unknown option {name}; the options are {', '.join(sorted(options))}")
+        command_name, command, param, _ = options[name]
+        if not param.remember:
+            raise ShoplensError(f"{name} is given per run (to `make search` or `make serve`), not remembered")
+        _check(command_name, command, param, value, "the command line")
+        updates[name] = _stored(param.process_value(click.Context(command, info_name=command_name),
+                                                    _as_given(param, value)))
+    if updates:
+        params.save(updates, order=list(options))
+    stored = params.load()
+    rows = []
+    for name, (command_name, command, param, used_by) in options.items():
+        if not param.remember:
+            continue
+        default = param.get_default(click.Context(command, info_name=command_name), call=True)
+        value, source = (stored[name], config.PARAMS_FILE.name) if name in stored else (default, "default")
+        shown = "" if value is None else str(_stored(value))
+        rows.append((name, json.dumps(shown) if shown != shown.strip() else shown, source,
+                     ", ".join(dict.fromkeys(used_by))))
+    widths = [max(len(str(row[i])) for row in [("option", "value", "from", "used by"), *rows]) for i in range(4)]
+    for row in [("option", "value", "from", "used by"), *rows]:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
 def describe_data(summary):
     """A few lines a person reads after make_dataset."""
     excluded = ", ".join(f"{n:,} {reason.replace('_', ' ')}" for reason, n in summary["excluded"].items()) or "none"
@@ -437,16 +895,19 @@ def describe_data(summary):
     classes = ", ".join(f"{name} {n}" for name, n in summary["classes_per_level"].items())
     kinds = " and ".join(k for k, has in (("titles", summary["has_titles"]), ("images", summary["has_images"])) if has)
     lines = [
-        f"read {summary['rows_read']:,} rows from {summary['catalog']} ({summary['layout']} layout, {kinds})",
+        f"read {summary['rows_read']:,} rows from {summary['csv_path']} ({summary['layout']} layout, {kinds})",
         f"excluded: {excluded}",
     ]
+    if summary.get("malformed_lines"):
+        lines[-1] += f" (malformed rows at lines {', '.join(map(str, summary['malformed_lines'][:5]))}" + (
+            ", ...)" if len(summary["malformed_lines"]) > 5 else ")")
     if summary["rows_dropped_by_subsample"]:
         lines.append(f"subsampled away: {summary['rows_dropped_by_subsample']:,}")
     lines += [
         f"kept {summary['rows_kept']:,}: {splits}",
         f"classes per level: {classes}",
-        f"wrote {_rel(config.PROCESSED_DIR)}/{{{','.join(summary['splits'])}}}.parquet and summary.json "
-        f"({summary['seconds']:.1f} s)",
+        f"wrote {_rel(config.SPLITS_DIR)}/{{{','.join(summary['splits'])}}}.parquet and summary.json "
+        f"(data version {summary['data_version']}, {summary['seconds']:.1f} s)",
     ]
     return "\n".join(lines)
 
@@ -455,7 +916,7 @@ def describe_features(summary):
     """A few lines a person reads after build_features."""
     made = []
     if summary["has_images"]:
-        made.append(f"images {summary['image_size']}x{summary['image_size']}")
+        made.append("images " + ", ".join(f"{s}x{s}" for s in summary["image_sizes"]))
     if summary["has_titles"]:
         made.append(f"vocabulary of {summary['vocab_size']:,} tokens")
     made.append("label encoders for " + ", ".join(summary["levels"]))
@@ -465,7 +926,7 @@ def describe_features(summary):
 def _rel(path):
     """A path as the user would type it: relative to the current folder where possible."""
     try:
-        return path.resolve().relative_to(Path.cwd())
+        return Path(path).absolute().relative_to(Path.cwd())
     except ValueError:
         return path
 

@@ -7,29 +7,41 @@ which is the current working directory unless ``SHOPLENS_PROJECT_DIR`` is set.
 import os
 from pathlib import Path
 
-PROJECT_DIR = Path(os.environ.get("SHOPLENS_PROJECT_DIR", ".")).resolve()
+PROJECT_DIR = Path(os.environ.get("SHOPLENS_PROJECT_DIR", ".")).absolute()
 
 DATA_DIR = PROJECT_DIR / "data"
 RAW_DIR = DATA_DIR / "raw"
 EXTERNAL_DIR = DATA_DIR / "external"
 INTERIM_DIR = DATA_DIR / "interim"
 PROCESSED_DIR = DATA_DIR / "processed"
-FEATURES_DIR = PROCESSED_DIR / "features"
 MODELS_DIR = PROJECT_DIR / "models"
 LOGS_DIR = PROJECT_DIR / "logs"
 REPORTS_DIR = PROJECT_DIR / "reports"
 FIGURES_DIR = REPORTS_DIR / "figures"
 BENCHMARKS_DIR = REPORTS_DIR / "benchmarks"
+# The options given to make or shoplens, remembered for every later command (see shoplens.params).
+PARAMS_FILE = PROJECT_DIR / "params.yaml"
+# The project lock and other state of no interest to users.
+STATE_DIR = PROJECT_DIR / ".shoplens"
+
+# Where each stage publishes its outputs: one folder, replaced as a whole (shoplens.outputs.publish).
+# A trained model's folder is MODELS_DIR / "<classmode>_<modelmode>".
+CLEAN_CATALOG_DIR = INTERIM_DIR / "catalog"  # the validated, cleaned catalog, reused by later make data runs
+SPLITS_DIR = PROCESSED_DIR / "splits"
+FEATURES_DIR = PROCESSED_DIR / "features"
+EMBEDDINGS_DIR = MODELS_DIR / "embeddings"
+INDEX_DIR = MODELS_DIR / "search_index"
 
 # Demo catalog (make demo, tests, benchmarks)
 DEMO_CATALOG_DIR = RAW_DIR / "demo"
 DEMO_N = 2000
 DEMO_SEED = 42
 DEMO_IMAGE_SIZE = 128
-DEMO_EPOCHS = 16  # the cosine schedule needs them: at 8 the demo's combined model reached 0.86 at level 3, at 16 0.96
+# What make demo gives make: the demo catalog and a model that needs no weights file.
+DEMO_OPTIONS = {"CATALOG": "demo", "BACKBONE": "simple", "WEIGHTS": "none", "EPOCHS": 16}
 
 # make_dataset
-CATALOG = DEMO_CATALOG_DIR
+CATALOG = "demo"  # the demo catalog, made on demand in DEMO_CATALOG_DIR; or a catalog CSV or folder
 CATEGORY_SEP = " > "
 LEVELS = 3
 LEVEL_NAMES = ("product_category", "product_type", "product_details")
@@ -49,8 +61,12 @@ FASHION_COLUMNS = {
     "attributes": ("gender", "baseColour", "season", "year", "usage"),
 }
 
+# Images: one larger than MAX_PIXELS is refused before it is decoded (a small PNG can hold a huge one).
+MAX_PIXELS = 40_000_000
+
 # build_features
 IMAGE_SIZE = 64
+MAX_IMAGE_SIZE = 1024  # an array of 100,000 images at 1024 px takes 300 GB
 VOCAB_SIZE = 5000
 TITLE_LENGTH = 16
 
@@ -87,8 +103,8 @@ EMBEDDING_LAYER = "image_embedding"  # the layer before the heads
 EXTRACT_BATCH_SIZE = 256
 SHARD = 0  # extraction of a contiguous slice of the items: shard SHARD of NUM_SHARDS, merged by merge_features
 NUM_SHARDS = 1
-EXTRACTED_FEATURES = MODELS_DIR / "extracted_features.npz"
-SEARCH_INDEX = MODELS_DIR / "search_index.json"  # and search_index.faiss for an approximate index
+EXTRACTED_FEATURES = EMBEDDINGS_DIR / "extracted_features.npz"
+SEARCH_INDEX = INDEX_DIR / "search_index.json"  # and search_index.faiss for an approximate index
 INDEX = "auto"  # "exact", "faiss", or "auto": faiss from INDEX_FAISS_THRESHOLD items on
 INDEX_FAISS_THRESHOLD = 200_000
 FAISS_NLIST = None  # inverted lists of the FAISS index; None: 4 x sqrt(items)
@@ -96,7 +112,6 @@ FAISS_NPROBE = 16  # lists scanned per query: more is slower and finds more of t
 K = 5
 BROWSE_LIMIT = 20  # products listed by a query with no text or photo
 TEXT_CATEGORY_WEIGHT = 0.5  # text search score = keyword score + this x predicted probability of the item's path
-SEARCH_METRICS = REPORTS_DIR / "metrics" / "search.json"
 
 # gallery (make serve)
 HOST = "127.0.0.1"
@@ -112,6 +127,31 @@ THUMBNAIL_SIZE = 256
 STATIC_MAX_AGE = 24 * 3600  # seconds browsers may keep thumbnails, images and static files
 
 
+def splits_dir(processed_dir=PROCESSED_DIR):
+    """The splits' folder under a processed-data folder."""
+    return Path(processed_dir) / SPLITS_DIR.name
+
+
+def features_dir(processed_dir=PROCESSED_DIR):
+    """The features' folder under a processed-data folder."""
+    return Path(processed_dir) / FEATURES_DIR.name
+
+
+def project_relative(path):
+    """A path as outputs store it: relative to the project folder if it lies inside, else absolute.
+
+    Links are not resolved: a stage folder is a link whose target changes with every run.
+    """
+    path = os.path.abspath(path)
+    relative = os.path.relpath(path, PROJECT_DIR)
+    return path if relative == ".." or relative.startswith(".." + os.sep) else relative
+
+
+def project_path(path):
+    """A path stored by :func:`project_relative`, absolute again, whatever the working folder."""
+    return Path(path) if os.path.isabs(path) else PROJECT_DIR / path
+
+
 def level_names(levels=LEVELS):
     """Names of the category levels: the three of the original system, or level_1..n."""
     if levels == len(LEVEL_NAMES):
@@ -119,54 +159,12 @@ def level_names(levels=LEVELS):
     return [f"level_{i + 1}" for i in range(levels)]
 
 
-def make_defaults():
-    """The defaults above as Make variable assignments, so the Makefile never repeats them."""
-    def rel(path):
-        return path.relative_to(PROJECT_DIR) if path.is_relative_to(PROJECT_DIR) else path
-
-    values = {
-        "DEMO_DIR": rel(DEMO_CATALOG_DIR),
-        "DEMO_N": DEMO_N,
-        "DEMO_SEED": DEMO_SEED,
-        "DEMO_EPOCHS": DEMO_EPOCHS,
-        "CATALOG": rel(CATALOG),
-        "LEVELS": LEVELS,
-        "MIN_ITEMS": MIN_ITEMS,
-        "SUBSAMPLE": SUBSAMPLE,
-        "SPLIT": ",".join(map(str, SPLIT_RATIOS)),
-        "SEED": SEED,
-        "LANGUAGE": LANGUAGE,
-        "IMAGE_SIZE": IMAGE_SIZE,
-        "VOCAB_SIZE": VOCAB_SIZE,
-        "TITLE_LENGTH": TITLE_LENGTH,
-        "CLASSMODE": CLASSMODE,
-        "MODELMODE": MODELMODE,
-        "BACKBONE": BACKBONE,
-        "WEIGHTS": WEIGHTS,
-        "FINETUNE": int(FINETUNE),
-        "TEXT_ENCODER": TEXT_ENCODER,
-        "EPOCHS": EPOCHS,
-        "BATCH_SIZE": BATCH_SIZE,
-        "LEARNING_RATE": LEARNING_RATE,
-        "PATIENCE": PATIENCE,
-        "CLASS_WEIGHTS": int(CLASS_WEIGHTS),
-        "PRECISION": PRECISION,
-        "STRATEGY": STRATEGY,
-        "SEARCH_IMAGE_MODEL": SEARCH_IMAGE_MODEL,
-        "SEARCH_TEXT_MODEL": SEARCH_TEXT_MODEL,
-        "EMBEDDING_LAYER": EMBEDDING_LAYER,
-        "SHARD": SHARD,
-        "NUM_SHARDS": NUM_SHARDS,
-        "INDEX": INDEX,
-        "INDEX_FAISS_THRESHOLD": INDEX_FAISS_THRESHOLD,
-        "K": K,
-        "HOST": HOST,
-        "PORT": PORT,
-        "SERVE_THREADS": SERVE_THREADS,
-        "PAGE_SIZE": PAGE_SIZE,
-    }
-    return "\n".join(f"{name} ?= {value}" for name, value in values.items())
+def make_variables():
+    """What the Makefile itself needs from here, as Make assignments; every other option is read by
+    the shoplens commands (from params.yaml, or the make command line)."""
+    demo = " ".join(f"{name}={value}" for name, value in DEMO_OPTIONS.items())
+    return f"DEMO_OPTIONS := {demo}\nDEMO_DIR := {DEMO_CATALOG_DIR.relative_to(PROJECT_DIR)}"
 
 
 if __name__ == "__main__":
-    print(make_defaults())
+    print(make_variables())

@@ -14,10 +14,10 @@ The standard table has the columns ``id``, ``title`` (if the catalog has titles)
 levels as written) and the remaining columns as attributes, all as strings.
 """
 import csv
-from dataclasses import dataclass
+import itertools
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
 
 from shoplens import ShoplensError, config
 
@@ -47,13 +47,14 @@ class CatalogColumns:
 class Catalog:
     """A raw catalog read into the standard table, with where it came from."""
 
-    table: pd.DataFrame
+    table: object  # a pandas.DataFrame
     csv_path: Path
     image_dir: Path
     layout: str
     rows_read: int
     malformed_rows: int
     attributes: list
+    malformed_lines: list = field(default_factory=list)
 
     @property
     def has_titles(self):
@@ -99,11 +100,17 @@ def read_catalog(path, columns=None, levels=config.LEVELS, image_dir=None, requi
     Returns
     -------
     Catalog
+        Its ``category_parts`` keep empty levels as ``""`` (``Apparel >  > Jeans``),
+        for the caller to refuse; ``image_path`` is absolute.
     """
+    # pandas loads here, not with the module: deciding whether a stage is up to date asks `locate` only.
+    import pandas as pd
+
     csv_path, layout = locate(path)
     columns = columns or CatalogColumns()
-    frame, malformed = _read_csv(csv_path)
-    image_dir = Path(image_dir) if image_dir else csv_path.parent / "images"
+    header, rows, malformed = read_csv_rows(csv_path)
+    image_dir = Path(os.path.abspath(image_dir or csv_path.parent / "images"))
+    frame = pd.DataFrame(rows, columns=header, dtype=object)
 
     if layout == "fashion":
         spec = config.FASHION_COLUMNS
@@ -119,80 +126,122 @@ def read_catalog(path, columns=None, levels=config.LEVELS, image_dir=None, requi
         level_cols = columns.level_cols
     category_col = None if level_cols else (columns.category or config.GENERIC_COLUMNS["category"])
 
-    found = list(frame.columns)
     has_category = all(c in frame for c in (level_cols or [category_col]))
     required = [id_col, *columns.named()]
     if require_category or has_category:
         required += list(level_cols or [category_col])
     for name in required:
         if name not in frame:
-            raise ShoplensError(
-                f"{csv_path}: missing column '{name}' (found: {', '.join(found)})"
-            )
+            raise ShoplensError(f"{csv_path}: missing column '{name}' (found: {', '.join(header)})")
 
-    table = pd.DataFrame({"id": frame[id_col].str.strip()})
+    table = pd.DataFrame({"id": frame[id_col]})
     if title_col in frame:
-        table["title"] = frame[title_col].str.strip()
+        table["title"] = frame[title_col]
     if layout == "fashion" and image_col is None:
         table["image_path"] = [str(image_dir / f"{i}.jpg") if i else "" for i in table["id"]]
     elif image_col in frame:
-        table["image_path"] = [
-            str(image_dir / name) if name else "" for name in frame[image_col].str.strip()
-        ]
+        table["image_path"] = [str(image_dir / name) if name else "" for name in frame[image_col]]
     if "title" not in table and "image_path" not in table:
         raise ShoplensError(
             f"{csv_path}: catalog has neither titles nor images "
-            f"(looked for columns '{title_col}' and '{image_col or 'image'}'; found: {', '.join(found)})"
+            f"(looked for columns '{title_col}' and '{image_col or 'image'}'; found: {', '.join(header)})"
         )
 
     if not has_category:
-        parts = [[]] * len(frame)
+        parts = [[] for _ in range(len(frame))]
     elif level_cols:
-        parts = frame[list(level_cols)].apply(lambda col: col.str.strip()).values.tolist()
+        parts = frame[list(level_cols)].values.tolist()
     else:
-        parts = frame[category_col].str.split(columns.category_sep, regex=False).tolist()
-    table["category_parts"] = [_fit_levels(p, levels) for p in parts]
+        separator = columns.category_sep.strip() or columns.category_sep
+        parts = [[p.strip() for p in path.split(separator)] if path else [] for path in frame[category_col]]
+    table["category_parts"] = [fit_levels(p, levels) for p in parts]
 
     used = {id_col, title_col, image_col, category_col, *(level_cols or ())}
-    attributes = [c for c in frame.columns if c not in used]
+    attributes = [c for c in header if c not in used]
     for name in attributes:
-        table[name] = frame[name].str.strip()
+        table[name] = frame[name]
 
     return Catalog(
         table=table,
         csv_path=csv_path,
-        image_dir=image_dir.resolve(),
+        image_dir=image_dir,
         layout=layout,
-        rows_read=len(frame) + malformed,
-        malformed_rows=malformed,
+        rows_read=len(frame) + len(malformed),
+        malformed_rows=len(malformed),
         attributes=attributes,
+        malformed_lines=malformed,
     )
 
 
-def _read_csv(csv_path):
-    """Read every cell as a string; count (and skip) rows with the wrong number of fields."""
-    malformed = []
+def read_csv_rows(csv_path):
+    """The header and the rows of a CSV, every cell a stripped string, and the line numbers of malformed rows.
+
+    A row with more or fewer fields than the header is malformed, and so is one that
+    an unbalanced quote runs into the rows after it: that row alone is skipped, and
+    reading goes on at the next line, so one stray quote costs one row, not the rest
+    of the file. A quoted field may still hold line breaks (a long title).
+    """
     try:
-        frame = pd.read_csv(
-            csv_path,
-            dtype=str,
-            keep_default_na=False,
-            skipinitialspace=True,
-            on_bad_lines=malformed.append,
-            engine="python",
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ShoplensError(f"{csv_path}: cannot read as CSV ({reason})") from None
+        text = Path(csv_path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ShoplensError(f"{csv_path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                            f"{err.start:,}); save it as UTF-8") from None
     except OSError as err:
         raise ShoplensError(f"{csv_path}: cannot read ({err.strerror})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame, len(malformed)
+    lines = text.splitlines(keepends=True)
+    if not lines or not lines[0].strip():
+        raise ShoplensError(f"{csv_path}: empty file; a catalog starts with a header line of column names")
+    header = [name.strip() for name in next(csv.reader(lines[:1], skipinitialspace=True))]
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise ShoplensError(f"{csv_path}: column '{duplicated[0]}' appears more than once in the header")
+
+    rows, malformed, start = [], [], 1
+    while start < len(lines):
+        reader = csv.reader(itertools.islice(lines, start, None), skipinitialspace=True)
+        consumed = 0
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                start = len(lines)
+                break
+            except csv.Error:  # a NUL byte, or a field over the size limit (a quote swallowing the file)
+                record = None
+            spanned = reader.line_num - consumed
+            first_line = start + consumed
+            consumed = reader.line_num
+            if record is not None and len(record) == len(header) and not (
+                    spanned > 1 and _holds_a_row(lines[first_line + 1:first_line + spanned], len(header))):
+                rows.append([cell.strip() for cell in record])
+            elif record is not None and not any(cell.strip() for cell in record):
+                continue  # a blank line
+            else:
+                malformed.append(first_line + 1)
+                if spanned > 1 or record is None:
+                    start = first_line + 1  # read again from the line after the bad row's first
+                    break
+    return header, rows, malformed
 
 
-def _fit_levels(parts, levels):
-    """Cut a category path to ``levels`` parts, or pad it by repeating its last part."""
-    parts = [p.strip() for p in parts if isinstance(p, str) and p.strip()]
-    if not parts:
+def _holds_a_row(lines, fields):
+    """Whether one of the lines that a quoted field ran over would be a whole row on its own:
+    then the quote was unbalanced, not a title written over several lines."""
+    for line in lines:
+        try:
+            if len(next(csv.reader([line], skipinitialspace=True), [])) == fields:
+                return True
+        except csv.Error:
+            pass
+    return False
+
+
+def fit_levels(parts, levels):
+    """Cut a category path to ``levels`` parts, or pad it by repeating its last part.
+
+    An empty path stays empty; an empty level inside a path stays ``""``.
+    """
+    parts = ["" if p is None else str(p).strip() for p in parts]
+    if not any(parts):
         return []
     return (parts + [parts[-1]] * levels)[:levels]

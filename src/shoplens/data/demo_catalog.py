@@ -29,8 +29,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from shoplens.config import CATEGORY_SEP
-from shoplens.outputs import atomic_path
+from shoplens.config import CATEGORY_SEP, DEMO_CATALOG_DIR
+from shoplens.outputs import atomic_path, publish
+from shoplens.pipeline import demo_catalog_key
+from shoplens.stages import version_of
 
 #: Level 1 -> level 2 -> leaf -> relative frequency of the leaf. The weights
 #: make the catalog imbalanced the way shops are (many T-shirts, few jumpsuits).
@@ -952,3 +954,12 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
         "smallest_leaf": (_LEAVES[smallest][0], int(leaf_counts[smallest])),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def make_demo_catalog(directory=DEMO_CATALOG_DIR, n=2000, seed=42, image_size=128, workers=None, progress=True):
+    """Generate the demo catalog and publish it as ``directory`` in one step; return the generator's summary."""
+    key = demo_catalog_key(n, seed, image_size)
+    with publish(directory, "demo catalog", key, version_of(key)) as staging:
+        summary = generate_demo_catalog(staging, n, seed, image_size, workers, progress)
+        summary["csv_path"] = str(Path(directory) / "catalog.csv")
+    return summary

@@ -1,18 +1,43 @@
 """Checking and decoding product images; shared by every stage that reads them."""
 import os
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from shoplens import ShoplensError
+from shoplens import ShoplensError, config
 
-# Product photos are usually shot on white: pad non-square ones with white.
-PAD_COLOUR = (255, 255, 255)
+# Product photos are usually shot on white: pad non-square ones, and fill transparent parts, with white.
+BACKGROUND = (255, 255, 255)
+_GREY_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+# Every image is opened through open_image, which refuses more than MAX_PIXELS itself; Pillow's own
+# check (a warning at 89 megapixels) would only add a line to the terminal before that error.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class ImageTooLargeError(ShoplensError):
+    """An image with more pixels than ``MAX_PIXELS``, refused before it is decoded."""
+
+
+def open_image(source, max_pixels=config.MAX_PIXELS, name=None):
+    """Open an image (a path or a file object) without decoding it; refuse one over ``max_pixels``.
+
+    A PNG of a few kilobytes can hold 13,000 x 13,000 pixels, a gigabyte once decoded:
+    the header says how large it is, so the check costs nothing.
+    """
+    image = Image.open(source)
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        label = name or (str(source) if isinstance(source, (str, Path)) else "the image")
+        raise ImageTooLargeError(f"{label}: {width:,} x {height:,} pixels, more than the limit of "
+                                 f"{max_pixels / 1e6:g} megapixels (MAX_PIXELS)")
+    return image
 
 
 def check_image(path):
     """Return why an image cannot be used (``"missing_image"``, ``"empty_image"``,
-    ``"corrupt_image"``), or ``None`` when it decodes completely."""
+    ``"corrupt_image"``, ``"image_too_large"``), or ``None`` when it decodes completely."""
     if not path:
         return "missing_image"
     try:
@@ -21,23 +46,43 @@ def check_image(path):
     except OSError:
         return "missing_image"
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             # A reduced-scale JPEG decode still reads every byte, so truncation is caught, faster.
             image.draft("RGB", (64, 64))
             image.load()
+    except ImageTooLargeError:
+        return "image_too_large"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return "corrupt_image"
     return None
 
 
-def load_image(path, size):
-    """Decode an image into a ``(size, size, 3)`` uint8 array, padded to a square.
+def to_rgb(image):
+    """An 8-bit RGB image of any Pillow image: turned upright by its EXIF orientation, transparency
+    composited on white, 16-bit and floating-point greys scaled to 8 bits (not clipped to white)."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in _GREY_MODES:
+        pixels = np.asarray(image, dtype=np.float64)
+        if image.mode == "F":
+            top = 1.0 if pixels.max(initial=0) <= 1.0 else 255.0
+        else:
+            top = 255.0 if pixels.max(initial=0) <= 255 else 65535.0
+        image = Image.fromarray(np.clip(pixels * (255.0 / top), 0, 255).round().astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("P", "L", "RGB") and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (*BACKGROUND, 255)), rgba)
+    return image.convert("RGB")
 
-    Raises ``OSError`` (``PIL.UnidentifiedImageError`` included) if it cannot be read.
+
+def load_image(source, size, max_pixels=config.MAX_PIXELS, name=None):
+    """Decode an image (a path or a file object) into a ``(size, size, 3)`` uint8 array, padded to a square.
+
+    Raises ``OSError`` (``PIL.UnidentifiedImageError`` included) if it cannot be read, and
+    :class:`ImageTooLargeError` (which names it ``name``) if it has more than ``max_pixels`` pixels.
     """
-    with Image.open(path) as image:
+    with open_image(source, max_pixels, name) as image:
         image.draft("RGB", (size, size))
-        image = ImageOps.pad(image.convert("RGB"), (size, size), Image.Resampling.BILINEAR, color=PAD_COLOUR)
+        image = ImageOps.pad(to_rgb(image), (size, size), Image.Resampling.BILINEAR, color=BACKGROUND)
     return np.asarray(image, dtype=np.uint8)
 
 

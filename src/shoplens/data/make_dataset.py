@@ -1,11 +1,18 @@
 """The make_dataset stage: raw catalog -> validated, cleaned, filtered, split tables.
 
-Outputs, under ``data/``:
+Outputs, each folder published in one step (:func:`shoplens.outputs.publish`):
 
-* ``interim/catalog.parquet``: every valid row with its cleaned title and levels,
-  reused as long as the catalog file and the cleaning options are unchanged;
-* ``processed/{train,validate,test}.parquet`` and ``processed/summary.json``:
-  what was read, excluded (by reason), kept, and the split sizes.
+* ``data/interim/catalog/``: ``catalog.parquet``, every valid row with its cleaned
+  title and levels, and ``catalog.json``; reused by later runs as long as the
+  catalog file, its image folder, the column options, ``LEVELS``, ``LANGUAGE``
+  and the cleaning code are unchanged;
+* ``data/processed/splits/``: ``{train,validate,test}.parquet`` and
+  ``summary.json``: what was read, excluded (by reason), kept, the split sizes,
+  and the ``data_version`` every later stage records.
+
+Image paths are stored relative to the project folder when the catalog lies
+inside it (absolute otherwise), so the tables stay valid when the project moves
+and resolve from any working folder (:func:`shoplens.config.project_path`).
 """
 import hashlib
 import json
@@ -21,8 +28,20 @@ from shoplens import ShoplensError, config
 from shoplens.data.catalog import CatalogColumns, read_catalog
 from shoplens.data.clean_titles import TitleCleaner
 from shoplens.data.images import check_image
-from shoplens.outputs import staged_dir, write_json
+from shoplens.outputs import check_free_space, publish, read_stage
 from shoplens.parallel import imap
+from shoplens.pipeline import catalog_source, clean_key, dataset_key
+from shoplens.stages import version_of
+
+
+def catalog_name(catalog):
+    """A short name of a catalog for report folders: ``demo``, ``fashion-products``, ``shop``."""
+    if str(catalog) == "demo":
+        return "demo"
+    path = Path(catalog).absolute()
+    if path.suffix.lower() == ".csv" and path.name not in ("catalog.csv", "styles.csv"):
+        return path.stem
+    return (path.parent if path.suffix.lower() == ".csv" else path).name or "catalog"
 
 
 def make_dataset(
@@ -40,16 +59,18 @@ def make_dataset(
     workers=config.WORKERS,
     progress=True,
 ):
-    """Validate, clean, filter, subsample and split a catalog; return the run's summary.
+    """Validate, clean, filter, subsample and split a catalog; publish the splits; return the run's summary.
 
     Bad rows are skipped and counted by reason in the summary; the run stops with a
-    ``ShoplensError`` only for mistakes that leave nothing sensible to do.
+    ``ShoplensError`` only for mistakes that leave nothing sensible to do, and then
+    publishes nothing.
     """
     started = time.perf_counter()
     columns = columns or CatalogColumns()
     _check_options(levels, min_items, subsample, split_ratios)
     cleaner = TitleCleaner(language)
     names = config.level_names(levels)
+    key = dataset_key(catalog, columns, levels, language, min_items, subsample, split_ratios, seed, image_dir)
 
     table, info = _cleaned_catalog(catalog, columns, levels, cleaner, image_dir, interim_dir, workers, progress)
     excluded = Counter(info["excluded"])
@@ -64,17 +85,21 @@ def make_dataset(
     table = table[~table["category"].isin(rare)]
     if table.empty:
         raise ShoplensError(
-            f"{info['csv_path']}: no rows left to split (read {info['rows_read']}, "
+            f"{info['csv_path']}: no rows left to split (read {info['rows_read']:,}, "
             f"excluded {_describe(excluded)}); check the catalog or lower MIN_ITEMS"
         )
 
     splits = _split(table, split_ratios, seed)
+    version = data_version(splits, key)
     summary = {
-        "catalog": info["csv_path"],
+        "catalog": str(catalog),
+        "catalog_name": catalog_name(catalog),
+        "csv_path": info["csv_path"],
         "layout": info["layout"],
         "image_dir": info["image_dir"],
         "rows_read": info["rows_read"],
         "excluded": {reason: n for reason, n in sorted(excluded.items()) if n},
+        "malformed_lines": info.get("malformed_lines", []),
         "rows_dropped_by_subsample": subsampled_out,
         "rows_kept": len(table),
         "splits": {name: len(part) for name, part in splits.items()},
@@ -92,30 +117,54 @@ def make_dataset(
             "seed": seed,
             "columns": asdict(columns),
         },
-        "data_version": _data_version(splits),
-        "seconds": round(time.perf_counter() - started, 2),
+        "data_version": version,
     }
-    with staged_dir(processed_dir) as staging:
+    splits_dir = config.splits_dir(processed_dir)
+    check_free_space(splits_dir.parent, sum(int(p.memory_usage(deep=True).sum()) for p in splits.values()) // 2,
+                     "make data")
+    with publish(splits_dir, "data", key, version) as staging:
         for name, part in splits.items():
             part.to_parquet(staging / f"{name}.parquet", index=False)
-        write_json(summary, staging / "summary.json")
+        summary["seconds"] = round(time.perf_counter() - started, 2)
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def data_version(splits, key):
+    """A fingerprint of the splits' contents and the images they point to, which later stages record.
+
+    Made from what the splits hold, not from how they were made: a run that reproduces
+    the same splits (the catalog file touched, the code reworded) keeps the version,
+    and nothing downstream is made again.
+    """
+    digest = hashlib.sha1(str(key["inputs"].get("image folder", "")).encode())
+    for name, part in splits.items():
+        digest.update(name.encode())
+        digest.update(",".join(part.columns).encode())
+        digest.update(pd.util.hash_pandas_object(part.astype(str), index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 def load_split(name, processed_dir=config.PROCESSED_DIR):
     """Read one processed split (``train``, ``validate`` or ``test``)."""
-    path = Path(processed_dir) / f"{name}.parquet"
+    path = config.splits_dir(processed_dir) / f"{name}.parquet"
     if not path.is_file():
         raise ShoplensError(f"{path}: not found; run `make data` first")
-    return pd.read_parquet(path)
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as err:
+        raise ShoplensError(f"{path}: cannot read ({_first_line(err)}); run `make data` again") from None
 
 
 def load_summary(processed_dir=config.PROCESSED_DIR):
     """Read the summary of the last make_dataset run."""
-    path = Path(processed_dir) / "summary.json"
+    path = config.splits_dir(processed_dir) / "summary.json"
     if not path.is_file():
         raise ShoplensError(f"{path}: not found; run `make data` first")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise ShoplensError(f"{path}: damaged; run `make data` again") from None
 
 
 def _check_options(levels, min_items, subsample, split_ratios):
@@ -135,40 +184,36 @@ def _check_options(levels, min_items, subsample, split_ratios):
 
 
 def _cleaned_catalog(catalog, columns, levels, cleaner, image_dir, interim_dir, workers, progress):
-    """The validated, cleaned catalog: from ``interim/`` if it was made from the same inputs."""
-    raw = read_catalog(catalog, columns, levels, image_dir)
-    stat = raw.csv_path.stat()
-    key = {
-        "csv_path": str(raw.csv_path.resolve()),
-        "csv_size": stat.st_size,
-        "csv_mtime_ns": stat.st_mtime_ns,
-        "image_dir": str(raw.image_dir),
-        "columns": asdict(columns),
-        "levels": levels,
-        "language": cleaner.language,
-    }
-    table_path, info_path = Path(interim_dir) / "catalog.parquet", Path(interim_dir) / "catalog.json"
-    if info_path.is_file() and table_path.is_file():
-        info = json.loads(info_path.read_text())
-        if info.get("key") == key:
-            return pd.read_parquet(table_path), info
+    """The validated, cleaned catalog: from ``interim/catalog/`` if it was made from the same inputs."""
+    key = clean_key(catalog, columns, levels, cleaner.language, image_dir)
+    folder = Path(interim_dir) / config.CLEAN_CATALOG_DIR.name
+    record = read_stage(folder)
+    if record is not None and record.get("key") == key:
+        try:
+            return pd.read_parquet(folder / "catalog.parquet"), json.loads((folder / "catalog.json").read_text())
+        except (OSError, ValueError):
+            pass  # damaged: make it again
 
+    raw = read_catalog(catalog_source(catalog), columns, levels, image_dir)
+    if raw.rows_read == 0:
+        raise ShoplensError(f"{raw.csv_path}: the header has no rows under it; a catalog needs at least one item")
     table, excluded = _validate_and_clean(raw, cleaner, levels, workers, progress)
     info = {
-        "key": key,
         "csv_path": str(raw.csv_path),
         "layout": raw.layout,
-        "image_dir": str(raw.image_dir) if raw.has_images else None,
+        "image_dir": config.project_relative(raw.image_dir) if raw.has_images else None,
         "has_titles": raw.has_titles,
         "has_images": raw.has_images,
         "attributes": raw.attributes,
         "rows_read": raw.rows_read,
         "rows_valid": len(table),
         "excluded": dict(excluded),
+        "malformed_lines": raw.malformed_lines[:20],
     }
-    with staged_dir(interim_dir) as staging:
+    check_free_space(folder.parent, int(table.memory_usage(deep=True).sum()) // 2, "make data")
+    with publish(folder, "cleaned catalog", key, version_of(key)) as staging:
         table.to_parquet(staging / "catalog.parquet", index=False)
-        write_json(info, staging / "catalog.json")
+        (staging / "catalog.json").write_text(json.dumps(info, indent=2) + "\n")
     return table, info
 
 
@@ -184,16 +229,20 @@ def _validate_and_clean(raw, cleaner, levels, workers, progress):
     table = drop(table, table["id"] == "", "missing_id")
     table = drop(table, table["id"].duplicated(), "duplicate_id")
     table = drop(table, table["category_parts"].str.len() == 0, "missing_category")
+    table = drop(table, table["category_parts"].map(lambda parts: "" in parts).astype(bool), "empty_level")
     if raw.has_titles:
         table = table.assign(clean_title=[cleaner(t) for t in table["title"]])
         table = drop(table, table["clean_title"] == "", "empty_title")
     if raw.has_images:
         paths = table["image_path"].tolist()
-        reasons = pd.Series(list(imap(check_image, paths, "checking images", workers, progress)), index=table.index)
+        reasons = pd.Series(list(imap(check_image, paths, "checking images", workers, progress)), index=table.index,
+                            dtype=object)
         for reason in sorted(reasons.dropna().unique()):
             table = drop(table, reasons.reindex(table.index) == reason, reason)
+        table = table.assign(image_path=[config.project_relative(p) for p in table["image_path"]])
 
-    level_table = pd.DataFrame(table["category_parts"].tolist(), index=table.index, columns=config.level_names(levels))
+    level_table = pd.DataFrame(table["category_parts"].tolist(), index=table.index, columns=config.level_names(levels),
+                               dtype=object)
     table = table.drop(columns="category_parts").assign(
         category=[config.CATEGORY_SEP.join(p) for p in level_table.values], **level_table
     )
@@ -219,14 +268,10 @@ def _split(table, ratios, seed):
     return {name: part.sort_index().reset_index(drop=True) for name, part in zip(config.SPLITS, parts)}
 
 
-def _data_version(splits):
-    """A short fingerprint of which items are in which split, checked by later stages."""
-    digest = hashlib.sha1()
-    for name, part in splits.items():
-        digest.update(name.encode())
-        digest.update("\n".join(part["id"]).encode())
-    return digest.hexdigest()[:12]
-
-
 def _describe(counts):
-    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()) if n) or "none"
+    return ", ".join(f"{n:,} {reason}" for reason, n in sorted(counts.items()) if n) or "none"
+
+
+def _first_line(err):
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+

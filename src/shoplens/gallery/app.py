@@ -25,9 +25,10 @@ from urllib.parse import quote
 
 from flask import Flask, jsonify, render_template, request, send_file, url_for
 from PIL import Image
-from werkzeug.exceptions import BadRequest, HTTPException, NotFound
+from werkzeug.exceptions import BadRequest, HTTPException, NotFound, RequestEntityTooLarge
 
 from shoplens import ShoplensError, config
+from shoplens.data.images import ImageTooLargeError, open_image
 from shoplens.gallery.thumbnails import Thumbnails
 from shoplens.search.repository import NotFoundError
 
@@ -38,8 +39,7 @@ PAGE_OPTIONS = {"q", "page", "category"}
 
 
 def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAGE_SIZE, k=config.GALLERY_K,
-               max_upload_mb=config.MAX_UPLOAD_MB, cache_max_age=config.STATIC_MAX_AGE,
-               project_dir=config.PROJECT_DIR):
+               max_upload_mb=config.MAX_UPLOAD_MB, cache_max_age=config.STATIC_MAX_AGE):
     """Make the gallery's Flask application around a loaded search repository.
 
     Parameters
@@ -59,8 +59,6 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
         Largest upload; a bigger request is answered 413.
     cache_max_age : int
         Seconds browsers may keep images, thumbnails and static files.
-    project_dir : path
-        The folder relative image paths of the catalog start from.
     """
     if not 1 <= page_size <= config.MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be from 1 to {config.MAX_PAGE_SIZE}, got {page_size}")
@@ -72,7 +70,6 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
     thumbnails = thumbnails or Thumbnails()
     image_dir = image_dir or catalog_image_dir()
     image_dir = Path(image_dir).resolve() if image_dir else None
-    project_dir = Path(project_dir)
     facets = repository.facets()
     app.jinja_env.filters["label"] = label
     app.jinja_env.filters["thousands"] = "{:,}".format
@@ -91,7 +88,7 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
     def image_file(item_id):
         """The image file of a product, only if it lies inside the catalog's image folder."""
         item = _call(repository.item, item_id)
-        path = project_dir / item["image_path"] if item["image_path"] else None
+        path = Path(item["image_path"]) if item["image_path"] else None
         if path is None or image_dir is None or not inside(path, image_dir) or not path.is_file():
             raise NotFound(f"product {item_id} has no image")
         return path.resolve()
@@ -145,7 +142,7 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
     def thumbnail(item_id):
         try:
             path = thumbnails.get(image_file(item_id))
-        except OSError:
+        except (OSError, ImageTooLargeError):
             raise NotFound(f"product {item_id}: its image cannot be read") from None
         return send_file(path, mimetype="image/jpeg", max_age=cache_max_age)
 
@@ -216,7 +213,7 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
     @app.errorhandler(HTTPException)
     def http_error(err):
         message = err.description
-        if err.code == 413:
+        if err.code == 413 and not isinstance(err, _TooManyPixels):
             message = f"upload larger than {max_upload_mb:g} MB; send a smaller image"
         if request.path.startswith("/api/"):
             return jsonify(error=message), err.code
@@ -228,6 +225,10 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
         return http_error(_InternalError())
 
     return app
+
+
+class _TooManyPixels(RequestEntityTooLarge):
+    """An upload of more pixels than MAX_PIXELS: 413 with the message that says so."""
 
 
 class _InternalError(HTTPException):
@@ -252,10 +253,11 @@ def inside(path, folder):
 
 def catalog_image_dir(processed_dir=config.PROCESSED_DIR):
     """The image folder of the catalog make_dataset read, from its summary; ``None`` if unknown."""
-    summary = Path(processed_dir) / "summary.json"
+    summary = config.splits_dir(processed_dir) / "summary.json"
     if not summary.is_file():
         return None
-    return json.loads(summary.read_text()).get("image_dir")
+    image_dir = json.loads(summary.read_text()).get("image_dir")
+    return config.project_path(image_dir) if image_dir else None
 
 
 def _call(method, *args, **kwargs):
@@ -264,6 +266,8 @@ def _call(method, *args, **kwargs):
         return method(*args, **kwargs)
     except NotFoundError as err:
         raise NotFound(str(err)) from None
+    except ImageTooLargeError as err:
+        raise _TooManyPixels(str(err)) from None
     except ShoplensError as err:
         raise BadRequest(str(err)) from None
 
@@ -322,8 +326,10 @@ def _read_upload(upload):
     if not data:
         raise BadRequest(f"{name}: the file is empty; choose a photo")
     try:
-        with Image.open(io.BytesIO(data)) as picture:
+        with open_image(io.BytesIO(data), name=name) as picture:
             picture.load()  # decodes every byte, so a truncated file fails here too
+    except ImageTooLargeError as err:
+        raise _TooManyPixels(str(err)) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BadRequest(f"{name}: not an image or a damaged one ({reason}); send a JPEG, PNG or WebP photo") from None

@@ -7,9 +7,10 @@ thumbnail and a stale one is never served.
 import hashlib
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from shoplens import config
+from shoplens.data.images import open_image, to_rgb
 from shoplens.outputs import atomic_path
 
 
@@ -47,9 +48,9 @@ class Thumbnails:
         return path
 
     def _make(self, source, path):
-        with Image.open(source) as image:
+        with open_image(source) as image:
             image.draft("RGB", (self.size, self.size))  # JPEG decodes at a reduced scale: much faster
-            image = ImageOps.exif_transpose(image).convert("RGB")
+            image = to_rgb(image)
             image.thumbnail((self.size, self.size), Image.Resampling.LANCZOS)
         # Two requests may make the same thumbnail at once: each writes its own temporary file
         # and the last rename wins, with identical content.

@@ -11,18 +11,15 @@ import keras
 from keras import layers
 
 from shoplens import ShoplensError
+from shoplens.pipeline import weights_kind
 
+# keras.applications backbones: their module (for preprocess_input), constructor, and the file of headless
+# ImageNet weights that WEIGHTS=imagenet downloads (a copy of it can be given as WEIGHTS=<file> offline).
 BACKBONES = {
-    "vgg16": keras.applications.vgg16,
-    "mobilenetv2": keras.applications.mobilenet_v2,
-    "efficientnetb0": keras.applications.efficientnet,
-    "resnet50": keras.applications.resnet50,
-}
-_CONSTRUCTORS = {
-    "vgg16": "VGG16",
-    "mobilenetv2": "MobileNetV2",
-    "efficientnetb0": "EfficientNetB0",
-    "resnet50": "ResNet50",
+    "vgg16": ("vgg16", "VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "mobilenetv2": ("mobilenet_v2", "MobileNetV2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
+    "efficientnetb0": ("efficientnet", "EfficientNetB0", "efficientnetb0_notop.h5"),
+    "resnet50": ("resnet50", "ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
 }
 TEXT_ENCODERS = ("bag", "cnn", "lstm")
 IMAGE_EMBEDDING = "image_embedding"  # the layer feature extraction reads
@@ -38,7 +35,7 @@ class BackbonePreprocess(layers.Layer):
         self.backbone = backbone
 
     def call(self, inputs):
-        return BACKBONES[self.backbone].preprocess_input(inputs)
+        return getattr(keras.applications, BACKBONES[self.backbone][0]).preprocess_input(inputs)
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone}
@@ -153,23 +150,28 @@ def _pretrained(backbone, weights, input_shape):
     """A headless ``keras.applications`` backbone with global average pooling."""
     if backbone not in BACKBONES:
         raise ShoplensError(f"unknown BACKBONE '{backbone}' (choose from {', '.join([*BACKBONES, 'simple'])})")
-    constructor = getattr(keras.applications, _CONSTRUCTORS[backbone])
-    local = weights not in ("imagenet", "none", None)
-    if local and not Path(weights).is_file():
+    _, constructor, download = BACKBONES[backbone]
+    constructor = getattr(keras.applications, constructor)
+    kind = weights_kind(weights)
+    if kind == "file" and not Path(weights).is_file():
         raise ShoplensError(f"{weights}: weights file not found (WEIGHTS takes imagenet, none or a file)")
-    if weights == "imagenet":
+    if kind == "imagenet":
         try:
             return constructor(include_top=False, weights="imagenet", input_shape=input_shape, pooling="avg")
         except Exception as err:  # keras.utils.get_file raises a bare Exception when offline
             raise ShoplensError(
-                f"cannot download the ImageNet weights of {backbone} ({_first_line(err)}); "
-                "offline, use WEIGHTS=none or WEIGHTS=path/to/weights-file"
+                f"cannot download the ImageNet weights of {backbone} ({_first_line(err)}); offline, give a copy of "
+                f"{download} (or a Keras .weights.h5 of the same network) as WEIGHTS=<file>"
             ) from None
-    base = constructor(include_top=False, weights=None, input_shape=input_shape, pooling="avg")
-    if local:
+    try:
+        base = constructor(include_top=False, weights=None, input_shape=input_shape, pooling="avg")
+    except ValueError as err:  # e.g. "Input size must be at least 32x32"
+        raise ShoplensError(f"BACKBONE={backbone} cannot read {input_shape[0]} px images ({_first_line(err)}); "
+                            "use a larger IMAGE_SIZE") from None
+    if kind == "file":
         try:
             base.load_weights(weights)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, KeyError) as err:
             raise ShoplensError(f"{weights}: cannot load as {backbone} weights ({_first_line(err)})") from None
     return base
 

@@ -1,4 +1,4 @@
-"""The extract_features stage: image embeddings of every item -> ``models/extracted_features.npz``.
+"""The extract_features stage: image embeddings of every item -> ``models/embeddings/``.
 
 The trained image model (``SEARCH_IMAGE_MODEL``, ``multilabel_image`` by default:
 a photo query is classified and embedded from the photo alone) is cut at
@@ -6,21 +6,25 @@ a photo query is classified and embedded from the photo alone) is cut at
 splits, is run through it from the images build_features decoded once; the
 embeddings are L2-normalised, so a dot product is their cosine similarity.
 
-The ``.npz`` holds, row-aligned with ``embeddings`` (float32, ``(n, dim)``):
-``ids``, ``category`` (the full path), ``labels`` (``(n, levels)``, one column per
-name in ``levels``), ``attribute_values`` (``(n, attributes)``, one column per name
-in ``attributes``), ``image_paths``, ``titles``, ``clean_titles`` and ``splits``;
-and, as 0-d arrays, the ``model`` and ``layer`` they came from, the
-``data_version`` of ``data/processed/summary.json``, the ``fingerprint`` the
-search index checks, and ``item_range`` (first item, end, items in all) of this
-shard. A JSON summary of the run is written beside it.
+The folder, published in one step, holds ``extracted_features.npz`` and a JSON
+summary of the run. The ``.npz`` holds, row-aligned with ``embeddings``
+(float32, ``(n, dim)``): ``ids``, ``category`` (the full path), ``labels``
+(``(n, levels)``, one column per name in ``levels``), ``attribute_values``
+(``(n, attributes)``, one column per name in ``attributes``), ``image_paths``
+(as the splits store them: see :func:`shoplens.config.project_path`),
+``titles``, ``clean_titles`` and ``splits``; and, as 0-d arrays, the ``model``
+and ``layer`` they came from, the ``data_version`` of the splits, the
+``fingerprint`` the search index checks, and ``item_range`` (first item, end,
+items in all) of this shard.
 
 Extraction can be split into ``num_shards`` jobs, each embedding a contiguous
-slice of the items into ``extracted_features-<shard>-of-<num_shards>.npz``;
-:func:`merge_features` joins them into ``extracted_features.npz``.
+slice of the items into ``models/embeddings-<shard>-of-<num_shards>/``;
+:func:`merge_features` joins them into ``models/embeddings/``.
 """
 import hashlib
+import json
 import time
+import zipfile
 from datetime import datetime
 from pathlib import Path
 
@@ -31,10 +35,18 @@ from tqdm import tqdm
 from shoplens import ShoplensError, config
 from shoplens.data.make_dataset import load_split, load_summary
 from shoplens.features.build_features import load_features, load_images
-from shoplens.outputs import atomic_path, write_json
+from shoplens.models.trained import load_named_model
+from shoplens.outputs import publish
+from shoplens.pipeline import current_data_version, embeddings_dir, extract_key, merge_key
 
 TEXT_ARRAYS = ("ids", "category", "labels", "attribute_values", "image_paths", "titles", "clean_titles", "splits")
 INFO = ("model", "layer", "data_version", "fingerprint")
+FILE = "extracted_features.npz"
+
+
+def features_path(shard=0, num_shards=1, models_dir=config.MODELS_DIR):
+    """The ``.npz`` of one shard, or of all items when there is one shard."""
+    return embeddings_dir(shard, num_shards, models_dir) / FILE
 
 
 def extract_features(
@@ -46,10 +58,9 @@ def extract_features(
     processed_dir=config.PROCESSED_DIR,
     features_dir=config.FEATURES_DIR,
     models_dir=config.MODELS_DIR,
-    out=None,
     progress=True,
 ):
-    """Embed every item (or one shard of them) with the image model; write the ``.npz``; return the run's summary.
+    """Embed every item (or one shard of them) with the image model; publish the ``.npz``; return the run's summary.
 
     Parameters
     ----------
@@ -64,8 +75,6 @@ def extract_features(
         (in split order, then row order); ``num_shards=1`` embeds them all.
     processed_dir, features_dir, models_dir : path
         Where the splits, the features and the models are.
-    out : path, optional
-        The ``.npz`` to write; default :func:`features_path` in ``models_dir``.
     progress : bool
         Show a progress bar.
     """
@@ -74,25 +83,17 @@ def extract_features(
         raise ShoplensError(f"EXTRACT_BATCH_SIZE must be at least 1, got {batch_size}")
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise ShoplensError(f"SHARD must be in 0..NUM_SHARDS-1 and NUM_SHARDS at least 1, got {shard} of {num_shards}")
-    model, metadata = load_named_model(model_name, models_dir)
+    key = extract_key(model_name, layer, shard, num_shards, models_dir, processed_dir)
+    model, metadata = load_named_model(model_name, models_dir, processed_dir)
     data = load_summary(processed_dir)
-    features = load_features(features_dir)
-    if features["data_version"] != data["data_version"]:
-        raise ShoplensError(f"{features_dir}: features were made from other data than {processed_dir}; "
-                            "run `make features`")
-    if metadata["data"]["data_version"] != data["data_version"]:
-        raise ShoplensError(f"the model {model_name} was trained on other data than {processed_dir}; run "
-                            f"`make model_train CLASSMODE={metadata['classmode']} MODELMODE=image` again")
+    load_features(features_dir, data["data_version"])
     embedder = embedding_model(model, layer, model_name)
 
     tables = {name: load_split(name, processed_dir) for name in config.SPLITS}
-    images = {name: load_images(name, features_dir) for name in config.SPLITS}
+    images = {name: load_images(name, features_dir, metadata["image_size"]) for name in config.SPLITS}
     for name, table in tables.items():
         if len(images[name]) != len(table):
             raise ShoplensError(f"{features_dir}: images of '{name}' do not match the split; run `make features`")
-        if images[name].shape[1] != metadata["image_size"]:
-            raise ShoplensError(f"features have {images[name].shape[1]}px images but the model {model_name} expects "
-                                f"{metadata['image_size']}px; run `make features IMAGE_SIZE={metadata['image_size']}`")
     table = pd.concat(tables.values(), keys=list(tables), names=["split"]).reset_index(level=0).reset_index(drop=True)
     total = len(table)
     start, stop = total * shard // num_shards, total * (shard + 1) // num_shards
@@ -126,79 +127,76 @@ def extract_features(
         "data_version": np.array(data["data_version"]),
         "item_range": np.array([start, stop, total]),
     }
-    seconds = time.perf_counter() - started
-    path = Path(out) if out else features_path(shard, num_shards, models_dir)
-    summary = write_features(arrays, path)
-    summary.update(seconds=round(seconds, 2), items_per_second=round((stop - start) / max(embedding_seconds, 1e-9), 1))
-    write_json(summary, path.with_suffix(".json"))
-    return summary
+    return write_features(arrays, embeddings_dir(shard, num_shards, models_dir), key,
+                          seconds=round(time.perf_counter() - started, 2),
+                          items_per_second=round((stop - start) / max(embedding_seconds, 1e-9), 1))
 
 
-def features_path(shard=0, num_shards=1, models_dir=config.MODELS_DIR):
-    """The ``.npz`` of one shard, or ``extracted_features.npz`` when there is only one."""
-    name = Path(config.EXTRACTED_FEATURES).name
-    if num_shards == 1:
-        return Path(models_dir) / name
-    return Path(models_dir) / f"{Path(name).stem}-{shard}-of-{num_shards}.npz"
-
-
-def merge_features(num_shards, models_dir=config.MODELS_DIR, out=None):
-    """Join the ``.npz`` of every shard, in order, into ``extracted_features.npz``; return its summary."""
+def merge_features(num_shards, models_dir=config.MODELS_DIR, processed_dir=config.PROCESSED_DIR):
+    """Join the ``.npz`` of every shard, in order, into ``models/embeddings/``; return its summary."""
     if num_shards < 1:
         raise ShoplensError(f"NUM_SHARDS must be at least 1, got {num_shards}")
-    parts = []
-    for shard in range(num_shards):
-        path = features_path(shard, num_shards, models_dir)
-        if not path.is_file():
-            raise ShoplensError(f"{path}: not found; run `make model_extract_features SHARD={shard} "
-                                f"NUM_SHARDS={num_shards}`")
-        parts.append(load_features_file(path, target=f"model_extract_features SHARD={shard} NUM_SHARDS={num_shards}"))
+    key = merge_key(num_shards, models_dir)
+    parts = [load_features_file(features_path(shard, num_shards, models_dir),
+                                f"model_extract_features SHARD={shard} NUM_SHARDS={num_shards}", processed_dir)
+             for shard in range(num_shards)]
     first = parts[0]
     for shard, part in enumerate(parts):
-        for key in ("model", "layer", "data_version"):
-            if str(part[key]) != str(first[key]):
-                raise ShoplensError(f"{features_path(shard, num_shards, models_dir)}: made with {key} "
-                                    f"'{part[key]}', shard 0 with '{first[key]}'; extract every shard again")
+        for name in ("model", "layer", "data_version"):
+            if str(part[name]) != str(first[name]):
+                raise ShoplensError(f"{features_path(shard, num_shards, models_dir)}: made with {name} "
+                                    f"'{part[name]}', shard 0 with '{first[name]}'; extract every shard again")
     ends = [int(p["item_range"][0]) for p in parts[1:]] + [int(first["item_range"][2])]
     if int(first["item_range"][0]) != 0 or [int(p["item_range"][1]) for p in parts] != ends:
         raise ShoplensError(f"the {num_shards} shards in {models_dir} do not cover the items one after another; "
                             "extract every shard again with the same NUM_SHARDS")
-    arrays = {key: np.concatenate([p[key] for p in parts]) for key in TEXT_ARRAYS + ("embeddings",)}
-    arrays.update({key: first[key] for key in ("levels", "attributes", "model", "layer", "data_version")})
+    arrays = {name: np.concatenate([p[name] for p in parts]) for name in TEXT_ARRAYS + ("embeddings",)}
+    arrays.update({name: first[name] for name in ("levels", "attributes", "model", "layer", "data_version")})
     arrays["item_range"] = np.array([0, int(first["item_range"][2]), int(first["item_range"][2])])
-    path = Path(out) if out else features_path(models_dir=models_dir)
-    summary = write_features(arrays, path)
-    summary["merged_shards"] = num_shards
-    write_json(summary, path.with_suffix(".json"))
+    return write_features(arrays, embeddings_dir(models_dir=models_dir), key, merged_shards=num_shards)
+
+
+def write_features(arrays, directory, key, **extra):
+    """Publish the arrays (with their fingerprint added) as ``directory/extracted_features.npz``, uncompressed,
+    with a JSON summary of them beside it; return the summary."""
+    arrays = {**arrays, "fingerprint": np.array(fingerprint(arrays["ids"], arrays["embeddings"]))}
+    start, stop, total = (int(v) for v in arrays["item_range"])
+    summary = {"path": str(Path(directory) / FILE), "model": str(arrays["model"]), "layer": str(arrays["layer"]),
+               "data_version": str(arrays["data_version"]), "fingerprint": str(arrays["fingerprint"]),
+               "items": stop - start, "item_range": [start, stop], "items_in_all": total,
+               "dim": int(arrays["embeddings"].shape[1]), "created": datetime.now().isoformat(timespec="seconds"),
+               **extra}
+    # Versioned by content: an index built from other vectors is never taken for up to date.
+    with publish(directory, "embeddings", key, summary["fingerprint"]) as staging:
+        with open(staging / FILE, "wb") as file:
+            # Uncompressed: loading is a plain read, and embeddings hardly compress anyway.
+            np.savez(file, **arrays)
+        (staging / "extracted_features.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def write_features(arrays, path):
-    """Write the arrays (with their fingerprint added) as an uncompressed ``.npz``, atomically; return a summary."""
-    arrays = {**arrays, "fingerprint": np.array(fingerprint(arrays["ids"], arrays["embeddings"]))}
-    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as file:
-        # Uncompressed: loading is a plain read, and embeddings hardly compress anyway.
-        np.savez(file, **arrays)
-    start, stop, total = (int(v) for v in arrays["item_range"])
-    return {"path": str(path), "model": str(arrays["model"]), "layer": str(arrays["layer"]),
-            "data_version": str(arrays["data_version"]), "fingerprint": str(arrays["fingerprint"]),
-            "items": stop - start, "item_range": [start, stop], "items_in_all": total,
-            "dim": int(arrays["embeddings"].shape[1]), "created": datetime.now().isoformat(timespec="seconds")}
+def load_features_file(path=config.EXTRACTED_FEATURES, target="model_extract_features",
+                       processed_dir=config.PROCESSED_DIR):
+    """Read an ``.npz`` written by this stage into a dict of arrays; ``target`` is the make target that makes it.
 
-
-def load_features_file(path=config.EXTRACTED_FEATURES, target="model_extract_features"):
-    """Read an ``.npz`` written by this stage into a dict of arrays; ``target`` is the make target that makes it."""
+    Refuses embeddings of other data than the project's splits now published.
+    """
     path = Path(path)
     if not path.is_file():
         raise ShoplensError(f"{path}: not found; run `make {target}`")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as err:
-        raise ShoplensError(f"{path}: cannot read ({err}); run `make {target}` again") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ShoplensError(f"{path}: cannot read ({first}); run `make {target}` again") from None
     missing = [key for key in (*TEXT_ARRAYS, "embeddings", *INFO) if key not in arrays]
     if missing:
         raise ShoplensError(f"{path}: lacks {', '.join(missing)}; run `make {target}` again")
+    current = current_data_version(processed_dir)
+    if current is not None and str(arrays["data_version"]) != current:
+        raise ShoplensError(f"{path}: embeddings of other data (version {arrays['data_version']}) than the "
+                            f"project's now (version {current}); run `make {target}`")
     return arrays
 
 
@@ -215,16 +213,6 @@ def normalise(vectors):
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.maximum(norms, np.float32(1e-12))
-
-
-def load_named_model(name, models_dir=config.MODELS_DIR):
-    """Load a trained model by its name, ``<classmode>_<modelmode>``; return ``(model, metadata)``."""
-    from shoplens.models.train_model import load_model
-
-    classmode, _, modelmode = name.partition("_")
-    if not modelmode:
-        raise ShoplensError(f"model name '{name}' is not <classmode>_<modelmode>, e.g. multilabel_image")
-    return load_model(classmode, modelmode, models_dir)
 
 
 def embedding_model(model, layer=config.EMBEDDING_LAYER, name=config.SEARCH_IMAGE_MODEL):

@@ -1,14 +1,14 @@
 """The predict_model stage: evaluate a trained model, classify new items and whole catalogs.
 
-``make model_predict`` writes, for model ``<classmode>_<modelmode>``:
+``make model_predict`` publishes, for model ``<name>`` = ``<classmode>_<modelmode>``
+trained on catalog ``<catalog>``, the folder ``reports/<catalog>/<name>/``:
 
-* ``reports/metrics/<name>.json``: per level accuracy, random guess, macro-F1 and top-5;
-* ``reports/predictions/<name>.csv``: one row per test item;
-* ``reports/figures/<name>_confusion_<level>.png`` (first two levels) and
-  ``reports/figures/<name>_training.png``.
+* ``metrics.json``: per level accuracy, random guess, macro-F1 and top-5;
+* ``predictions.csv``: one row per test item;
+* ``confusion_<level>.png`` (first two levels) and ``training.png``.
 """
+import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,11 +18,13 @@ from shoplens import ShoplensError, config
 from shoplens.data.catalog import read_catalog
 from shoplens.data.clean_titles import TitleCleaner
 from shoplens.data.images import check_image, load_image, load_image_job
-from shoplens.models.datasets import encode_targets, split_inputs, tf_dataset
 from shoplens.models.decode import decode_paths, level_probs_from_paths
-from shoplens.models.train_model import load_model
-from shoplens.outputs import atomic_path, write_json
+from shoplens.models.inputs import encode_targets, split_inputs
+from shoplens.models.trained import load_model, model_name
+from shoplens.outputs import publish, read_stage
 from shoplens.parallel import imap
+from shoplens.pipeline import evaluate_key, evaluation_dir
+from shoplens.stages import version_of
 
 
 @dataclass
@@ -50,6 +52,9 @@ class Predictions:
 
 def predict(model, metadata, inputs, batch_size=config.BATCH_SIZE):
     """Run the model on a dict of inputs and decode its outputs."""
+    # TensorFlow loads here, when a model runs: checking a new item's inputs beforehand stays quick.
+    from shoplens.models.datasets import tf_dataset
+
     labels = metadata["labels"]
     levels, paths = labels["levels"], labels["paths"]
     outputs = model.predict(tf_dataset(inputs, batch_size=batch_size), verbose=0)
@@ -92,21 +97,6 @@ def evaluate(predictions, table, metadata):
     return metrics
 
 
-def format_report(metrics, title):
-    """The report table of the original system: model accuracy / random guess, per level."""
-    names = list(metrics["accuracy"])
-    width = max(len(n) for n in names) + 1
-    lines = [title]
-    for name in names:
-        line = f"accuracy {name + ':':<{width}} {metrics['accuracy'][name]:.2f} / {metrics['random_guess'][name]:.2f}"
-        line += f"   macro-F1 {metrics['macro_f1'][name]:.2f}   top-5 {metrics['top5'][name]:.2f}"
-        if "accuracy_before_decoding" in metrics:
-            line += f"   (before path decoding {metrics['accuracy_before_decoding'][name]:.2f})"
-        lines.append(line)
-    lines.append(f"full category path accuracy: {metrics['path_accuracy']:.2f}")
-    return "\n".join(lines)
-
-
 def predictions_frame(predictions, table):
     """One row per item: id, predicted path, and each level of it with its probability."""
     frame = pd.DataFrame({"id": table["id"].to_numpy()})
@@ -123,42 +113,56 @@ def predictions_frame(predictions, table):
 
 def model_predict(classmode=config.CLASSMODE, modelmode=config.MODELMODE, processed_dir=config.PROCESSED_DIR,
                   features_dir=config.FEATURES_DIR, models_dir=config.MODELS_DIR, reports_dir=config.REPORTS_DIR):
-    """Evaluate a trained model on the test split; write metrics, predictions and figures; return the metrics."""
-    from shoplens.data.make_dataset import load_summary
+    """Evaluate a trained model on the test split; publish metrics, predictions and figures; return the metrics."""
     from shoplens.visualization.model_figures import plot_confusion_matrix, plot_training_curves
 
-    model, metadata = load_model(classmode, modelmode, models_dir)
-    data = load_summary(processed_dir)
-    if data["data_version"] != metadata["data"]["data_version"]:
-        raise ShoplensError(f"the model {metadata['name']} was trained on other data than {processed_dir}; "
-                            f"run `make model_train CLASSMODE={classmode} MODELMODE={modelmode}` again")
-    table, inputs = split_inputs("test", modelmode, features_dir, processed_dir)
-    _check_image_size(metadata, inputs)
+    key = evaluate_key(model_name(classmode, modelmode), models_dir, processed_dir)
+    model, metadata = load_model(classmode, modelmode, models_dir, processed_dir)
+    table, inputs = split_inputs("test", modelmode, features_dir, processed_dir, metadata["image_size"])
     predictions = predict(model, metadata, inputs)
     metrics = evaluate(predictions, table, metadata)
-    metrics.update(model=metadata["name"], split="test", data_version=data["data_version"])
+    catalog = metadata["data"]["catalog_name"]
+    metrics.update(model=metadata["name"], catalog=catalog, split="test",
+                   data_version=metadata["data"]["data_version"])
 
-    reports_dir, name = Path(reports_dir), metadata["name"]
+    name = metadata["name"]
     frame = predictions_frame(predictions, table)
-    with atomic_path(reports_dir / "predictions" / f"{name}.csv") as tmp:
-        frame.to_csv(tmp, index=False)
-    figures = reports_dir / "figures"
-    for level in list(predictions.levels)[:2]:
-        plot_confusion_matrix(table[level], frame[f"predicted_{level}"], predictions.levels[level],
-                              f"{name}: {level}", figures / f"{name}_confusion_{level}.png")
-    plot_training_curves(metadata["history"], name, figures / f"{name}_training.png")
-    write_json(metrics, reports_dir / "metrics" / f"{name}.json")
+    with publish(evaluation_dir(catalog, name, reports_dir), "evaluation", key, version_of(key)) as staging:
+        frame.to_csv(staging / "predictions.csv", index=False)
+        for level in list(predictions.levels)[:2]:
+            plot_confusion_matrix(table[level], frame[f"predicted_{level}"], predictions.levels[level],
+                                  f"{name} on {catalog}: {level}", staging / f"confusion_{level}.png")
+        plot_training_curves(metadata["history"], f"{name} on {catalog}", staging / "training.png")
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
-def predict_item(model, metadata, image=None, title=None, language=config.LANGUAGE):
-    """Classify one item from an image path and/or a raw title; return :class:`Predictions` of one row."""
+def load_metrics(classmode=config.CLASSMODE, modelmode=config.MODELMODE, models_dir=config.MODELS_DIR,
+                 processed_dir=config.PROCESSED_DIR, reports_dir=config.REPORTS_DIR):
+    """The metrics of the last evaluation of a model, if they belong to the model and data now published."""
+    name = model_name(classmode, modelmode)
+    target = f"make model_predict CLASSMODE={classmode} MODELMODE={modelmode}"
+    _, metadata = load_model(classmode, modelmode, models_dir, processed_dir, metadata_only=True)
+    folder = evaluation_dir(metadata["data"]["catalog_name"], name, reports_dir)
+    record = read_stage(folder)
+    if record is None or record["key"] != evaluate_key(name, models_dir, processed_dir):
+        raise ShoplensError(f"{folder}: no evaluation of the model now trained; run `{target}`")
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def item_inputs(metadata, image=None, title=None, language=config.LANGUAGE):
+    """The model inputs of one item, an image path and/or a raw title, checked against the model's metadata.
+
+    Call it before loading the model, so that a mistake is said at once.
+    """
     modelmode = metadata["modelmode"]
     inputs = {}
     if modelmode in ("image", "combined"):
         if image is None:
             raise ShoplensError(f"the {metadata['name']} model reads images: give --image")
         reason = check_image(str(image))
+        if reason == "image_too_large":
+            load_image(str(image), metadata["image_size"])  # raises the error that says how large
         if reason:
             raise ShoplensError(f"{image}: cannot use this image ({reason.replace('_', ' ')})")
         inputs["image"] = load_image(str(image), metadata["image_size"])[None]
@@ -171,11 +175,14 @@ def predict_item(model, metadata, image=None, title=None, language=config.LANGUA
         inputs["title"] = np.array([clean], dtype=object)
     if not inputs:
         raise ShoplensError("give --image and/or --title")
-    return predict(model, metadata, inputs)
+    return inputs
 
 
-def predict_catalog(model, metadata, catalog, columns=None, language=config.LANGUAGE, workers=config.WORKERS):
-    """Classify every usable item of a catalog; return ``(table, predictions, skipped counts)``."""
+def catalog_inputs(metadata, catalog, columns=None, language=config.LANGUAGE, workers=config.WORKERS):
+    """The usable items of a catalog to classify with a model: ``(table, inputs, skipped counts)``.
+
+    Call it before loading the model, so that a mistake is said at once.
+    """
     raw = read_catalog(catalog, columns, levels=len(metadata["levels"]), require_category=False)
     table = raw.table
     skipped = {}
@@ -207,11 +214,4 @@ def predict_catalog(model, metadata, catalog, columns=None, language=config.LANG
         table["category"] = [config.CATEGORY_SEP.join(p) for p in table["category_parts"]]
         for k, name in enumerate(metadata["levels"]):
             table[name] = [p[k] if p else "" for p in table["category_parts"]]
-    return table, predict(model, metadata, inputs), {k: v for k, v in skipped.items() if v}
-
-
-def _check_image_size(metadata, inputs):
-    if "image" in inputs and inputs["image"].shape[1] != metadata["image_size"]:
-        raise ShoplensError(f"features have {inputs['image'].shape[1]}px images but the model "
-                            f"{metadata['name']} expects {metadata['image_size']}px; run `make features "
-                            f"IMAGE_SIZE={metadata['image_size']}` or train again")
+    return table, inputs, {k: v for k, v in skipped.items() if v}

@@ -1,13 +1,14 @@
-"""The train_model stage: features -> ``models/<classmode>_<modelmode>.keras`` and its JSON.
+"""The train_model stage: features -> ``models/<classmode>_<modelmode>/``, published in one step.
 
-The JSON beside the model holds everything prediction needs besides the model
-itself (label maps, vocabulary, image size, options, data summary) and the
-training history.
+The folder holds ``model.keras`` and ``model.json``: everything prediction needs
+besides the model itself (label maps, vocabulary, image size, options, the data
+version it was trained on) and the training history.
 
 Training runs in one process (``STRATEGY=default``), on all local GPUs
 (``mirrored``) or on the machines listed in ``TF_CONFIG`` (``multiworker``), where
 only the chief worker writes the model and logs.
 """
+import hashlib
 import json
 import math
 import shutil
@@ -24,13 +25,13 @@ from shoplens import ShoplensError, config
 from shoplens.data.make_dataset import load_summary
 from shoplens.features.build_features import load_features
 from shoplens.models.build_model import build_model
-from shoplens.models.datasets import balanced_weights, check_modes, encode_targets, heads, split_inputs, tf_dataset
+from shoplens.models.datasets import tf_dataset
 from shoplens.models.distribute import Distribution, adapt_fit_to_strategy
-from shoplens.outputs import atomic_path, write_json
-
-
-def model_name(classmode, modelmode):
-    return f"{classmode}_{modelmode}"
+from shoplens.models.inputs import balanced_weights, check_modes, encode_targets, heads, split_inputs
+from shoplens.models.trained import METADATA_FILE, MODEL_FILE, model_name
+from shoplens.outputs import publish
+from shoplens.pipeline import model_dir, resolve_learning_rate, train_key, weights_kind
+from shoplens.stages import version_of
 
 
 def train_model(
@@ -63,11 +64,10 @@ def train_model(
     if epochs < 1 or batch_size < 1:
         raise ShoplensError("EPOCHS and BATCH_SIZE must be at least 1")
     learning_rate = resolve_learning_rate(learning_rate, modelmode)
+    key = train_key(classmode, modelmode, backbone, weights, finetune, text_encoder, epochs, batch_size,
+                    learning_rate, patience, class_weights, precision, seed, strategy, features_dir)
     data = load_summary(processed_dir)
-    features = load_features(features_dir)
-    if features["data_version"] != data["data_version"]:
-        raise ShoplensError(f"{features_dir}: features were made from other data than {processed_dir}; "
-                            "run `make features`")
+    features = load_features(features_dir, data["data_version"])
     check_modes(classmode, modelmode, features)
     # Before anything else touches TensorFlow: collective ops are configured when the runtime starts.
     distribution = Distribution(strategy)
@@ -83,11 +83,11 @@ def train_model(
     image_size = features["image_size"] if modelmode != "text" else None
     vocabulary = features["vocabulary"] if modelmode != "image" else None
 
-    train_table, train_x = split_inputs("train", modelmode, features_dir, processed_dir)
+    train_table, train_x = split_inputs("train", modelmode, features_dir, processed_dir, image_size)
     train_y = encode_targets(train_table, classmode, labels)
     leaf = encode_targets(train_table, "multiclass", labels)["category"]
     weights_per_item = balanced_weights(leaf) if class_weights else None
-    validate_table, validate_x = split_inputs("validate", modelmode, features_dir, processed_dir)
+    validate_table, validate_x = split_inputs("validate", modelmode, features_dir, processed_dir, image_size)
     validate_y = encode_targets(validate_table, classmode, labels)
     # A validation item whose class never occurs in training cannot be scored by the loss.
     seen = np.all([y >= 0 for y in validate_y.values()], axis=0)
@@ -171,10 +171,12 @@ def train_model(
                     "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                     "patience": patience, "class_weights": bool(class_weights), "precision": policy,
                     "seed": seed, "strategy": strategy},
+        "weights_file": weights_file_record(weights) if image_size and backbone != "simple" else None,
         "distribution": {"strategy": strategy, "replicas": replicas, "workers": distribution.workers,
                          "global_batch_size": global_batch, "learning_rate": global_learning_rate,
                          "chief": distribution.chief},
-        "data": {key: data[key] for key in ("catalog", "data_version", "splits", "classes_per_level")},
+        "data": {key: data[key] for key in ("catalog", "catalog_name", "data_version", "splits", "classes_per_level")},
+        "features": key["upstream"],
         "history": {key: [float(v) for v in values] for key, values in history.history.items()},
         # Epochs count from the first of all, so that a run resumed from a backup says where it went on.
         "first_epoch": history.epoch[0] + 1,
@@ -185,28 +187,26 @@ def train_model(
         "log_dir": str(log_dir),
         "created": datetime.now().isoformat(timespec="seconds"),
     }
-    model_path = out_dir / f"{name}.keras"
-    with atomic_path(model_path, suffix=".keras") as tmp:
-        model.save(tmp)
     if distribution.chief:
-        write_json(metadata, model_path.with_suffix(".json"))
+        with publish(model_dir(name, models_dir), "model", key, version_of(key)) as staging:
+            model.save(staging / MODEL_FILE)
+            (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
         checkpoint.unlink()
     else:
+        model.save(scratch / MODEL_FILE)  # every worker joins the collective reads of saving
         shutil.rmtree(scratch)
     return metadata
 
 
-def resolve_learning_rate(learning_rate, modelmode):
-    """A positive learning rate as a float; ``"auto"`` is the model mode's from ``config.LEARNING_RATES``."""
-    if learning_rate == "auto":
-        return config.LEARNING_RATES[modelmode]
-    try:
-        rate = float(learning_rate)
-    except (TypeError, ValueError):
-        rate = 0.0
-    if not rate > 0:
-        raise ShoplensError(f"LEARNING_RATE must be a positive number or auto, not '{learning_rate}'")
-    return rate
+def weights_file_record(weights):
+    """The name and sha256 of a weights file a backbone loaded, for the model's JSON; ``None`` for others."""
+    if weights_kind(weights) != "file":
+        return None
+    digest = hashlib.sha256()
+    with open(weights, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": Path(weights).name, "sha256": digest.hexdigest()}
 
 
 def compute_policy(precision="auto"):
@@ -228,18 +228,6 @@ def compute_policy(precision="auto"):
     except OSError:
         return "float32"
     return "mixed_bfloat16" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "float32"
-
-
-def load_model(classmode=config.CLASSMODE, modelmode=config.MODELMODE, models_dir=config.MODELS_DIR):
-    """Load a trained model and its metadata."""
-    name = model_name(classmode, modelmode)
-    path = Path(models_dir) / f"{name}.keras"
-    if not path.is_file() or not path.with_suffix(".json").is_file():
-        raise ShoplensError(f"{path}: no trained model; run `make model_train CLASSMODE={classmode} "
-                            f"MODELMODE={modelmode}` first")
-    import shoplens.models.build_model  # noqa: F401  (registers the custom layer for loading)
-
-    return keras.models.load_model(path), json.loads(path.with_suffix(".json").read_text())
 
 
 def cosine_schedule(learning_rate, epochs, items, batch_size):

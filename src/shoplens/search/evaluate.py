@@ -7,18 +7,32 @@ over the top 10 (mAP@10: for each query, the mean of precision@r over the ranks 
 so a perfect top 10 scores 1), the precision@5 at every level, and the
 precision@5 a random ranking would get, for comparison.
 """
+import json
+
 import numpy as np
 
 from shoplens import ShoplensError, config
-from shoplens.outputs import write_json
+from shoplens.outputs import publish
+from shoplens.pipeline import evaluate_search_key, search_metrics_dir
+from shoplens.stages import version_of
 
 K_VALUES = (1, 5, 10)
 
 
-def evaluate_search(repository, path=config.SEARCH_METRICS, query_split="test", candidate_split="train",
-                    batch_size=1024):
-    """Query every ``query_split`` product against the ``candidate_split`` products; write and return the metrics."""
-    features = repository.features
+def evaluate_search(repository, reports_dir=config.REPORTS_DIR):
+    """Query every test product against the train products; publish the metrics in
+    ``reports/<catalog>/search/metrics.json`` and return them."""
+    key = evaluate_search_key(repository.models_dir)
+    metrics = search_metrics(repository.features, repository.index)
+    metrics["catalog"] = repository.catalog_name
+    with publish(search_metrics_dir(repository.catalog_name, reports_dir), "search evaluation", key,
+                 version_of(key)) as staging:
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def search_metrics(features, index, query_split="test", candidate_split="train", batch_size=1024):
+    """Retrieval metrics of ``index`` over the embeddings in ``features`` (the arrays of the ``.npz``)."""
     splits = features["splits"]
     queries = np.flatnonzero(splits == query_split)
     candidates = splits == candidate_split
@@ -27,7 +41,7 @@ def evaluate_search(repository, path=config.SEARCH_METRICS, query_split="test", 
                             "run `make model_extract_features` on a split catalog")
     k = min(max(K_VALUES), int(candidates.sum()))
     neighbours = np.concatenate([
-        repository.index.search(features["embeddings"][queries[i:i + batch_size]], k, allowed=candidates)[1]
+        index.search(features["embeddings"][queries[i:i + batch_size]], k, allowed=candidates)[1]
         for i in range(0, len(queries), batch_size)
     ])
     labels = features["labels"]
@@ -36,7 +50,7 @@ def evaluate_search(repository, path=config.SEARCH_METRICS, query_split="test", 
     relevant = (last[neighbours] == last[queries][:, None]) & (neighbours >= 0)
 
     metrics = {"queries": len(queries), "candidates": int(candidates.sum()), "query_split": query_split,
-               "candidate_split": candidate_split, "relevant": f"same {levels[-1]}", "index": repository.index.kind,
+               "candidate_split": candidate_split, "relevant": f"same {levels[-1]}", "index": index.kind,
                "model": str(features["model"]), "data_version": str(features["data_version"])}
     for n in K_VALUES:
         if n <= k:
@@ -53,7 +67,6 @@ def evaluate_search(repository, path=config.SEARCH_METRICS, query_split="test", 
         name: float(((labels[neighbours[:, :5], j] == labels[queries, j][:, None]) & (neighbours[:, :5] >= 0)).mean())
         for j, name in enumerate(levels)
     }
-    write_json(metrics, path)
     return metrics
 
 
@@ -63,7 +76,8 @@ def format_search_report(metrics):
                        and not isinstance(metrics[key], dict))
     by_level = ", ".join(f"{name} {value:.3f}" for name, value in metrics["precision@5_by_level"].items())
     return "\n".join([
-        f"image search ({metrics['model']}, {metrics['index']} index): {metrics['queries']:,} {metrics['query_split']} "
+        f"image search on {metrics['catalog']} ({metrics['model']}, {metrics['index']} index): "
+        f"{metrics['queries']:,} {metrics['query_split']} "
         f"products queried against {metrics['candidates']:,} {metrics['candidate_split']} products, "
         f"relevant = {metrics['relevant']}",
         scores,

@@ -13,9 +13,9 @@ Two kinds, one interface (``search(queries, k, allowed=None) -> (scores, ids)``)
   less than an HNSW graph over the vectors themselves.
 
 ``INDEX=auto`` picks FAISS from ``INDEX_FAISS_THRESHOLD`` items on. An index is
-saved as ``search_index.json`` (its kind, options and the fingerprint of the
-embeddings it was built from), plus ``search_index.faiss`` for FAISS; the exact
-index is the embeddings themselves.
+published as the folder ``models/search_index/``: ``search_index.json`` (its
+kind, options and the fingerprint of the embeddings it was built from), plus
+``search_index.faiss`` for FAISS; the exact index is the embeddings themselves.
 """
 import json
 import math
@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from shoplens import ShoplensError, config
-from shoplens.outputs import atomic_path, write_json
+from shoplens.outputs import publish, write_json
+from shoplens.pipeline import index_dir, index_key
+from shoplens.stages import version_of
 
 KINDS = ("auto", "exact", "faiss")
 
@@ -188,8 +190,7 @@ def save_index(index, fingerprint, path=config.SEARCH_INDEX, seconds=None):
         import faiss
 
         info.update(nlist=index.index.nlist, nprobe=index.nprobe, file=path.with_suffix(".faiss").name)
-        with atomic_path(path.with_suffix(".faiss"), suffix=".faiss") as tmp:
-            faiss.write_index(index.index, str(tmp))
+        faiss.write_index(index.index, str(path.with_suffix(".faiss")))
     write_json(info, path)
     return info
 
@@ -224,11 +225,14 @@ def load_index(vectors, fingerprint, path=config.SEARCH_INDEX, features_path=con
     return FaissIndex(index, info.get("nprobe", config.FAISS_NPROBE), vectors)
 
 
-def index_for(features, kind=config.INDEX, threshold=config.INDEX_FAISS_THRESHOLD, path=config.SEARCH_INDEX):
-    """Build the index of an extracted-features dict and save it; return its JSON description."""
+def index_for(features, kind=config.INDEX, threshold=config.INDEX_FAISS_THRESHOLD, models_dir=config.MODELS_DIR):
+    """Build the index of an extracted-features dict and publish it in ``models/search_index/``; return its JSON."""
+    key = index_key(kind, threshold, models_dir)
     started = time.perf_counter()
     index = build_index(features["embeddings"], kind, threshold)
-    return save_index(index, str(features["fingerprint"]), path, time.perf_counter() - started)
+    with publish(index_dir(models_dir), "index", key, version_of(key)) as staging:
+        return save_index(index, str(features["fingerprint"]), staging / config.SEARCH_INDEX.name,
+                          time.perf_counter() - started)
 
 
 def _empty(m, k):

@@ -26,7 +26,8 @@ from PIL import Image
 from shoplens import ShoplensError, config
 from shoplens.data.clean_titles import TitleCleaner
 from shoplens.data.images import load_image
-from shoplens.models.extract_features import embedding_model, load_features_file, load_named_model, normalise
+from shoplens.models.extract_features import embedding_model, load_features_file, normalise
+from shoplens.models.trained import load_named_model
 from shoplens.search.index import load_index, top_k
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,14 @@ class Repository:
     """
 
     def __init__(self, features, index, models_dir=config.MODELS_DIR, text_model=config.SEARCH_TEXT_MODEL,
-                 language=config.LANGUAGE):
+                 language=config.LANGUAGE, catalog_name="catalog", processed_dir=config.PROCESSED_DIR):
         self.features = features
         self.index = index
         self.models_dir = Path(models_dir)
+        self.processed_dir = Path(processed_dir)
         self.text_model_name = text_model
         self.language = language
+        self.catalog_name = catalog_name
         self.image_model_name = str(features["model"])
         self.levels = features["levels"].tolist()
         self.attributes = features["attributes"].tolist()
@@ -79,18 +82,17 @@ class Repository:
         self._text_model_missing = False
 
     @classmethod
-    def load(cls, models_dir=config.MODELS_DIR, processed_dir=config.PROCESSED_DIR, features_path=None,
-             index_path=None, text_model=config.SEARCH_TEXT_MODEL, load_models=True):
+    def load(cls, models_dir=config.MODELS_DIR, processed_dir=config.PROCESSED_DIR,
+             text_model=config.SEARCH_TEXT_MODEL, load_models=True):
         """Load the embeddings, the index and (unless ``load_models`` is false: then on first use) the models.
 
         Parameters
         ----------
         models_dir : path
-            Holds ``extracted_features.npz``, ``search_index.json`` and the trained models.
+            Holds ``embeddings/``, ``search_index/`` and the trained models.
         processed_dir : path
-            The processed data, whose summary names the language titles were cleaned in.
-        features_path, index_path : path, optional
-            Other places for the ``.npz`` and the index JSON.
+            The processed data: the embeddings and models must come from its splits, whose
+            summary names the catalog and the language titles were cleaned in.
         text_model : str
             The text model used by :meth:`search_text`.
         load_models : bool
@@ -99,17 +101,22 @@ class Repository:
         import json
 
         models_dir = Path(models_dir)
-        features_path = Path(features_path or models_dir / Path(config.EXTRACTED_FEATURES).name)
-        index_path = Path(index_path or models_dir / Path(config.SEARCH_INDEX).name)
-        features = load_features_file(features_path)
+        features_path = models_dir / config.EMBEDDINGS_DIR.name / config.EXTRACTED_FEATURES.name
+        index_path = models_dir / config.INDEX_DIR.name / config.SEARCH_INDEX.name
+        features = load_features_file(features_path, processed_dir=processed_dir)
         index = load_index(features["embeddings"], str(features["fingerprint"]), index_path, features_path)
-        summary = Path(processed_dir) / "summary.json"
-        language = json.loads(summary.read_text())["options"]["language"] if summary.is_file() else config.LANGUAGE
-        repository = cls(features, index, models_dir, text_model, language)
+        summary = config.splits_dir(processed_dir) / "summary.json"
+        data = json.loads(summary.read_text()) if summary.is_file() else {}
+        repository = cls(features, index, models_dir, text_model, data.get("options", {}).get("language",
+                         config.LANGUAGE), data.get("catalog_name", "catalog"), processed_dir)
         if load_models:
-            repository._image_runner()
-            repository._text_runner()
+            repository.load_models()
         return repository
+
+    def load_models(self):
+        """Load the image and text models now, so that no query pays for it."""
+        self._image_runner()
+        self._text_runner()
 
     def __len__(self):
         return len(self.ids)
@@ -263,7 +270,7 @@ class Repository:
                 raise ShoplensError(f"title '{title}' has no words left after cleaning")
             runner = self._text_runner()
             if runner is None:
-                raise ShoplensError(f"{self.models_dir / self.text_model_name}.keras: no text model to read titles; "
+                raise ShoplensError(f"{self.models_dir / self.text_model_name}: no text model to read titles; "
                                     f"run `make model_train MODELMODE=text`")
             model, text_metadata = runner
             text_probs = _path_probs(model.predict_on_batch({"title": np.array([clean], dtype=object)}),
@@ -296,7 +303,7 @@ class Repository:
             "category": str(f["category"][row]),
             "levels": dict(zip(self.levels, map(str, f["labels"][row]))),
             "attributes": dict(zip(self.attributes, map(str, f["attribute_values"][row]))),
-            "image_path": str(f["image_paths"][row]),
+            "image_path": str(config.project_path(str(f["image_paths"][row]))) if f["image_paths"][row] else "",
             "split": str(f["splits"][row]),
         }
         if score is not None:
@@ -352,12 +359,11 @@ class Repository:
 
     def _image_size(self):
         """The image model's input size, from its metadata (no model loading)."""
-        import json
 
         if self._image_model is not None:
             return self._image_model[1]["image_size"]
-        path = self.models_dir / f"{self.image_model_name}.json"
-        return json.loads(path.read_text())["image_size"] if path.is_file() else self._image_runner()[1]["image_size"]
+        _, metadata = load_named_model(self.image_model_name, self.models_dir, self.processed_dir, metadata_only=True)
+        return metadata["image_size"]
 
     def _image_runner(self):
         """The image model with its embedding layer as an extra output, and its metadata; loaded once."""
@@ -365,7 +371,7 @@ class Repository:
             if self._image_model is None:
                 import keras
 
-                model, metadata = load_named_model(self.image_model_name, self.models_dir)
+                model, metadata = load_named_model(self.image_model_name, self.models_dir, self.processed_dir)
                 embedding = embedding_model(model, str(self.features["layer"]), self.image_model_name)
                 outputs = {name: model.get_layer(name).output for name in metadata["heads"]}
                 outputs["embedding"] = embedding.output
@@ -379,7 +385,7 @@ class Repository:
         with self._lock:
             if self._text_model is None and not self._text_model_missing:
                 try:
-                    model, metadata = load_named_model(self.text_model_name, self.models_dir)
+                    model, metadata = load_named_model(self.text_model_name, self.models_dir, self.processed_dir)
                 except ShoplensError as err:
                     self._text_model_missing = True
                     log.warning("text search uses keywords alone: %s", err)
@@ -411,7 +417,7 @@ def _query_image(image, size):
     if isinstance(image, (bytes, bytearray)):
         image = io.BytesIO(image)
     try:
-        return load_image(image, size)
+        return load_image(image, size, name=name)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ShoplensError(f"{name}: cannot read as an image ({reason})") from None

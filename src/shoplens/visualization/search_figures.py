@@ -1,4 +1,5 @@
 """Figures of search results: each query beside the products it found."""
+import logging
 import textwrap
 
 import numpy as np
@@ -9,6 +10,7 @@ from shoplens.data.images import load_image
 from shoplens.visualization.dataset_figures import save_figure
 
 THUMBNAIL = 128
+log = logging.getLogger(__name__)
 
 
 def plot_search_grid(rows, path=None, title=None):
@@ -33,7 +35,7 @@ def plot_search_grid(rows, path=None, title=None):
     for ax_row, row in zip(axes, rows):
         query_ax = ax_row[0]
         if row.get("image") is not None:
-            query_ax.imshow(_thumbnail(row["image"]))
+            _draw(query_ax, row["image"])
         elif row.get("text"):
             query_ax.text(0.5, 0.5, textwrap.fill(f"“{row['text']}”", 18), ha="center", va="center", fontsize=10,
                           style="italic", transform=query_ax.transAxes)
@@ -43,7 +45,7 @@ def plot_search_grid(rows, path=None, title=None):
             query_ax.text(0.5, -0.04, textwrap.fill(row["caption"], 24), ha="center", va="top", fontsize=7,
                           transform=query_ax.transAxes)
         for rank, (ax, result) in enumerate(zip(ax_row[1:], row["results"]), start=1):
-            ax.imshow(_thumbnail(result["image_path"]))
+            _draw(ax, result["image_path"])
             leaf = result["category"].split(config.CATEGORY_SEP)[-1]
             score = f"  {result['score']:.3f}" if "score" in result else ""
             ax.set_title(f"{rank}. {result['id']}{score}", fontsize=8)
@@ -54,11 +56,15 @@ def plot_search_grid(rows, path=None, title=None):
     return save_figure(fig, path)
 
 
-def _thumbnail(image):
-    """A square thumbnail of an image path or array; light grey if the file cannot be read."""
+def _draw(ax, image):
+    """A square thumbnail of an image path or array; where the file cannot be read, a box that says so."""
     if isinstance(image, np.ndarray):
-        return image
+        ax.imshow(image)
+        return
     try:
-        return load_image(image, THUMBNAIL)
-    except (OSError, ValueError):
-        return np.full((THUMBNAIL, THUMBNAIL, 3), 220, dtype=np.uint8)
+        ax.imshow(load_image(image, THUMBNAIL))
+    except (OSError, ValueError) as err:
+        log.warning("image not found or unreadable: %s (%s)", image, err)
+        ax.imshow(np.full((THUMBNAIL, THUMBNAIL, 3), 235, dtype=np.uint8))
+        ax.text(0.5, 0.5, "image not found", ha="center", va="center", color="tab:red", fontsize=8,
+                transform=ax.transAxes)
