@@ -3,8 +3,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zlib
 from pathlib import Path
+
+# Before shoplens is imported: its default paths point into a scratch project, never into this checkout's
+# own data/ and models/, and no make variable given to `make test` leaks into the commands tests run.
+os.environ["SHOPLENS_PROJECT_DIR"] = tempfile.mkdtemp(prefix="shoplens-tests-")
+os.environ.pop("SHOPLENS_GIVEN", None)
 
 import numpy as np
 import pandas as pd
@@ -47,28 +53,53 @@ def make_catalog(folder, n_per_category=12, rows=None, titles=True, images=True)
     return folder
 
 
-def run_cli(*args, cwd):
+def clean_env(**extra):
+    """The environment of a command a user types: no make or shoplens variables of this test run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "SHOPLENS_"))}
+    return {**env, **extra}
+
+
+def run_cli(*args, cwd, env=None):
     """Run the real command line in a project folder; return the finished process."""
-    env = {**os.environ, "SHOPLENS_PROJECT_DIR": str(cwd)}
+    env = {**os.environ, "SHOPLENS_PROJECT_DIR": str(cwd), **(env or {})}
     return subprocess.run([*SHOPLENS, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True)
 
 
-def run_notebook(name, project):
-    """Execute ``notebooks/<name>`` on a project's outputs; return the outputs of its code cells."""
+def scratch_project(folder):
+    """A project folder as a clone gives it, sharing this checkout's code and its installed .venv."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("Makefile", "setup.py", "requirements.txt", "README.md", ".venv", "src"):
+        (folder / name).symlink_to(REPO / name)
+    shutil.copytree(REPO / "notebooks", folder / "notebooks")  # a link would lead `..` back to this checkout
+    return folder
+
+
+def make(project, *args, check=True, timeout=900):
+    """Run ``make`` in a project as a user does; return the finished process (asserting success if ``check``)."""
+    result = subprocess.run(["make", "--no-print-directory", *map(str, args)], cwd=project, env=clean_env(),
+                            capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def run_notebook(name, project, from_its_folder=False):
+    """Execute ``notebooks/<name>`` on a project's outputs; return the outputs of its code cells.
+
+    ``from_its_folder`` runs the project's own copy in ``<project>/notebooks`` as Jupyter does there,
+    with nothing telling it where the project is.
+    """
     import nbformat
     from nbclient import NotebookClient
 
-    notebook = nbformat.read(REPO / "notebooks" / name, as_version=4)
-    previous = os.environ.get("SHOPLENS_PROJECT_DIR")
-    os.environ["SHOPLENS_PROJECT_DIR"] = str(project)  # the kernel inherits it
-    try:
-        NotebookClient(notebook, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
-    finally:
-        if previous is None:
-            del os.environ["SHOPLENS_PROJECT_DIR"]
-        else:
-            os.environ["SHOPLENS_PROJECT_DIR"] = previous
+    if from_its_folder:
+        folder, env = Path(project) / "notebooks", clean_env()
+    else:
+        folder, env = REPO / "notebooks", {**clean_env(), "SHOPLENS_PROJECT_DIR": str(project)}
+    notebook = nbformat.read(folder / name, as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(folder)}}).execute(env=env)
     return [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
 
 
@@ -107,5 +138,6 @@ def gallery_project(demo_project, tmp_path_factory):
                     logs_dir=project / "logs", **dirs)
     extract_features(progress=False, **dirs)
     models = project / "models"
-    index_for(load_features_file(models / "extracted_features.npz"), path=models / "search_index.json")
+    index_for(load_features_file(models / "embeddings" / "extracted_features.npz", processed_dir=processed),
+              models_dir=models)
     return project

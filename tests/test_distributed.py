@@ -12,7 +12,8 @@ from conftest import SHOPLENS, run_cli
 
 from shoplens import ShoplensError, config
 from shoplens.models.distribute import read_tf_config
-from shoplens.models.train_model import load_model, train_model
+from shoplens.models.train_model import train_model
+from shoplens.models.trained import load_model
 
 NAME = "multilabel_text"
 RATE = config.LEARNING_RATES["text"]  # per replica
@@ -108,7 +109,7 @@ def test_two_workers_resume_after_a_restart_and_only_the_chief_writes(demo_proje
         assert workers[0].wait(timeout=TIMEOUT) == 1
         assert "Error: worker 0: lost contact with another worker" in logs[0].read_text()
         assert "Traceback" not in logs[0].read_text()
-        assert backup_epoch(chief) == epoch and not (chief / "models" / f"{NAME}.keras").exists()
+        assert backup_epoch(chief) == epoch and not (chief / "models" / NAME).exists()
 
         # Restarted, both go on from the epoch after their backup, to the end of one more epoch.
         workers = start_workers(projects, logs, "--epochs", epoch + 1)
@@ -120,7 +121,7 @@ def test_two_workers_resume_after_a_restart_and_only_the_chief_writes(demo_proje
                 worker.kill()
                 worker.wait()
 
-    meta = json.loads((chief / "models" / f"{NAME}.json").read_text())
+    meta = json.loads((chief / "models" / NAME / "model.json").read_text())
     assert meta["first_epoch"] == meta["epochs_run"] == epoch + 1 and len(meta["history"]["loss"]) == 1
     assert f"resumed at epoch {epoch + 1}" in logs[0].read_text()
     assert meta["distribution"] == {"strategy": "multiworker", "replicas": 2, "workers": 2, "global_batch_size": 32,
@@ -128,7 +129,7 @@ def test_two_workers_resume_after_a_restart_and_only_the_chief_writes(demo_proje
     assert meta["options"]["batch_size"] == 16 and meta["options"]["learning_rate"] == RATE
     assert list((chief / "logs").glob(f"{NAME}_*/train"))  # TensorBoard logs
     assert not (chief / "models" / "checkpoints" / f"{NAME}-backup").exists()  # the backup goes once done
-    model, _ = load_model("multilabel", "text", models_dir=chief / "models")
+    model, _ = load_model("multilabel", "text", models_dir=chief / "models", processed_dir=chief / "data" / "processed")
     assert set(model.output_names) == set(meta["heads"])
 
     # The other worker wrote its share to its temp folder and cleaned it up: nothing is left anywhere.
@@ -147,7 +148,7 @@ def test_mirrored_strategy_trains_on_the_local_devices(demo_project, tmp_path):
     assert meta["distribution"] == {"strategy": "mirrored", "replicas": replicas, "workers": 1,
                                     "global_batch_size": 16 * replicas, "learning_rate": RATE * replicas,
                                     "chief": True}
-    assert meta["epochs_run"] == 1 and (tmp_path / "models" / f"{NAME}.keras").is_file()
+    assert meta["epochs_run"] == 1 and (tmp_path / "models" / NAME / "model.keras").is_file()
 
 
 @pytest.mark.parametrize("tf_config, message", [

@@ -25,12 +25,12 @@ def repository(gallery_project):
 def catalog(gallery_project):
     """Every product of the demo project, as make_dataset wrote them."""
     processed = gallery_project / "data" / "processed"
-    return pd.concat([pd.read_parquet(processed / f"{s}.parquet") for s in ("train", "validate", "test")])
+    return pd.concat([pd.read_parquet(processed / "splits" / f"{s}.parquet") for s in ("train", "validate", "test")])
 
 
 @pytest.fixture(scope="module")
 def image_dir(gallery_project):
-    return json.loads((gallery_project / "data" / "processed" / "summary.json").read_text())["image_dir"]
+    return json.loads((gallery_project / "data" / "processed" / "splits" / "summary.json").read_text())["image_dir"]
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +148,21 @@ def _big_upload():
     return b"\xff\xd8" + bytes(11 * 2**20)
 
 
+def _many_pixels():
+    """A PNG of 13,000 x 13,000 pixels in a few kilobytes: a gigabyte once decoded."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("1", (13_000, 13_000)).save(out, "PNG")
+    return out.getvalue()
+
+
 @pytest.mark.parametrize("request_, status, message", [
     (lambda c, cat: post_photo(c, _big_upload()), 413, "larger than 10 MB"),
+    (lambda c, cat: post_photo(c, _many_pixels()), 413, "photo.jpg: 13,000 x 13,000 pixels, more than the limit of "
+                                                        "40 megapixels (MAX_PIXELS)"),
     (lambda c, cat: post_photo(c, b"%PDF-1.4 not a photo at all"), 400, "photo.jpg: not an image"),
     (lambda c, cat: post_photo(c, photo_bytes(cat)[:600]), 400, "photo.jpg: not an image or a damaged one"),
     (lambda c, cat: post_photo(c, b""), 400, "the file is empty"),

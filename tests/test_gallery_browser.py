@@ -49,7 +49,7 @@ def server(gallery_project):
 @pytest.fixture(scope="module")
 def catalog(gallery_project):
     processed = gallery_project / "data" / "processed"
-    return pd.concat([pd.read_parquet(processed / f"{s}.parquet") for s in ("train", "validate", "test")])
+    return pd.concat([pd.read_parquet(processed / "splits" / f"{s}.parquet") for s in ("train", "validate", "test")])
 
 
 def request(base_url, method, path, body=None, headers=None):

@@ -1,8 +1,10 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import CATEGORIES, SHARED_FASHION, make_catalog, run_cli, write_image
+from PIL import Image
 
 from shoplens import ShoplensError
 from shoplens.data.catalog import CatalogColumns
@@ -16,7 +18,8 @@ def run(tmp_path, catalog, **options):
 
 
 def splits(tmp_path):
-    return {name: pd.read_parquet(tmp_path / "processed" / f"{name}.parquet") for name in ("train", "validate", "test")}
+    return {name: pd.read_parquet(tmp_path / "processed" / "splits" / f"{name}.parquet")
+            for name in ("train", "validate", "test")}
 
 
 def test_bad_rows_are_skipped_and_counted_by_reason(tmp_path):
@@ -73,7 +76,8 @@ def test_split_is_stratified_seeded_and_complete(tmp_path):
     again = tmp_path / "again"
     make_dataset(catalog, min_items=5, interim_dir=again / "interim", processed_dir=again / "processed",
                  progress=False)
-    assert pd.read_parquet(again / "processed" / "test.parquet")["id"].tolist() == parts["test"]["id"].tolist()
+    again_test = pd.read_parquet(again / "processed" / "splits" / "test.parquet")
+    assert again_test["id"].tolist() == parts["test"]["id"].tolist()
     other = run(tmp_path / "other", catalog, seed=1)
     assert other["data_version"] != summary["data_version"]
 
@@ -95,7 +99,7 @@ def test_paths_are_cut_or_padded_to_the_levels(tmp_path):
     table = pd.concat(splits(tmp_path).values())
     assert set(table["category"]) >= {"A > B > C", "A > E > E"}
     run(tmp_path / "two", catalog, levels=2)
-    two = pd.read_parquet(tmp_path / "two" / "processed" / "train.parquet")
+    two = pd.read_parquet(tmp_path / "two" / "processed" / "splits" / "train.parquet")
     assert {"level_1", "level_2"} <= set(two.columns) and "A > B" in set(two["category"])
 
 
@@ -135,16 +139,18 @@ def test_image_only_and_text_only_catalogs(tmp_path):
     assert image_only["has_images"] and not image_only["has_titles"] and image_only["rows_kept"] == 36
     text_only = run(tmp_path / "b", make_catalog(tmp_path / "txt", images=False))
     assert text_only["has_titles"] and not text_only["has_images"] and text_only["rows_kept"] == 36
-    assert "image_path" not in pd.read_parquet(tmp_path / "b" / "processed" / "train.parquet")
+    assert "image_path" not in pd.read_parquet(tmp_path / "b" / "processed" / "splits" / "train.parquet")
 
 
-def test_cleaned_table_is_reused_until_the_catalog_changes(tmp_path):
+def test_cleaned_table_is_reused_until_the_catalog_or_its_images_change(tmp_path):
     catalog = make_catalog(tmp_path / "cat")
     run(tmp_path, catalog)
+    cleaned = (tmp_path / "interim" / "catalog").resolve()
+    run(tmp_path, catalog, min_items=6)  # another split of the same cleaned table
+    assert (tmp_path / "interim" / "catalog").resolve() == cleaned
     (catalog / "images" / "0000.jpg").unlink()
-    assert "missing_image" not in run(tmp_path, catalog, min_items=6)["excluded"]  # images not checked again
-    (catalog / "catalog.csv").touch()
     assert run(tmp_path, catalog)["excluded"]["missing_image"] == 1
+    assert not cleaned.exists()  # the previous version is gone, the new one published
 
 
 @pytest.mark.parametrize("options, message", [
@@ -170,10 +176,10 @@ def test_split_too_small_for_stratification_is_an_error(tmp_path):
 def test_failed_run_keeps_previous_outputs(tmp_path):
     catalog = make_catalog(tmp_path / "cat")
     first = run(tmp_path, catalog)
-    before = {p.name: p.read_bytes() for p in (tmp_path / "processed").iterdir()}
+    before = {p.name: p.read_bytes() for p in (tmp_path / "processed" / "splits").iterdir()}
     with pytest.raises(ShoplensError):
         run(tmp_path, catalog, min_items=1000)
-    after = {p.name: p.read_bytes() for p in (tmp_path / "processed").iterdir()}
+    after = {p.name: p.read_bytes() for p in (tmp_path / "processed" / "splits").iterdir()}
     assert after == before
     assert json.loads(after["summary.json"])["data_version"] == first["data_version"]
 
@@ -181,8 +187,9 @@ def test_failed_run_keeps_previous_outputs(tmp_path):
 @pytest.mark.parametrize("setup, message", [
     (lambda d: None, "no such file or folder"),
     (lambda d: d.mkdir(), "folder holds neither catalog.csv nor styles.csv"),
-    (lambda d: d.write_bytes(b""), "cannot read as CSV"),
-    (lambda d: d.write_bytes(b"id,title\n\xff\xfe\x00bad,\x81\n"), "cannot read as CSV"),
+    (lambda d: d.write_bytes(b""), "empty file; a catalog starts with a header line"),
+    (lambda d: d.write_bytes(b"id,title\n\xff\xfe\x00bad,\x81\n"), "not UTF-8 text (byte 0xff at offset 9)"),
+    (lambda d: d.write_text("id,title,image,category\n"), "the header has no rows under it"),
     (lambda d: d.write_text("id,title,image\n1,a,1.jpg\n"), "missing column 'category' (found: id, title, image)"),
     (lambda d: d.write_text("sku,category\n1,A > B\n"), "missing column 'id' (found: sku, category)"),
     (lambda d: d.write_text("id,category\n1,A > B\n"), "neither titles nor images"),
@@ -210,3 +217,50 @@ def test_real_fashion_catalog(tmp_path):
     assert summary["rows_read"] == 7689
     assert summary["classes_per_level"]["product_details"] == 45
     assert all(n > 1000 for n in summary["splits"].values())
+
+
+def test_rows_cut_short_or_run_together_by_a_quote_are_counted_not_fatal(tmp_path):
+    catalog = make_catalog(tmp_path / "cat")
+    header, *rows = (catalog / "catalog.csv").read_text().splitlines()
+    rows[3] = rows[3].split(",")[0] + ",Brand1 shirt cut short"  # stops before the category
+    rows[7] = rows[7].replace(",", ',"', 1)  # a quote opened and never closed
+    (catalog / "catalog.csv").write_text("\n".join([header, *rows]) + "\n")
+    summary = run(tmp_path, catalog)
+    assert summary["excluded"]["malformed_row"] == 2 and summary["malformed_lines"] == [5, 9]
+    assert summary["rows_read"] == 36 and summary["rows_kept"] == 34
+
+
+@pytest.mark.parametrize("category, reason", [
+    (" > ", "missing_category"),
+    ("Apparel >  > Jeans", "empty_level"),
+    ("Apparel > Topwear >", "empty_level"),
+])
+def test_empty_levels_are_refused_never_shifted(tmp_path, category, reason):
+    bad = [{"id": f"b{i}", "title": "odd path", "image": "0000.jpg", "category": category} for i in range(6)]
+    summary = run(tmp_path, make_catalog(tmp_path / "cat", rows=bad))
+    assert summary["excluded"] == {reason: 6}
+    kept = pd.concat(splits(tmp_path).values())
+    assert set(kept["category"]) == set(CATEGORIES) and not kept["category"].str.contains(">  >|> >").any()
+
+
+def test_16_bit_and_transparent_images_decode_as_they_look(tmp_path):
+    from shoplens.data.images import load_image
+
+    grey = np.full((20, 20), 30000, dtype=np.uint16)  # a mid-dark grey, 16 bits a sample
+    Image.fromarray(grey).save(tmp_path / "grey16.png")
+    assert abs(int(load_image(tmp_path / "grey16.png", 20).mean()) - 30000 * 255 // 65535) <= 1
+    rgba = np.zeros((20, 20, 4), dtype=np.uint8)
+    rgba[5:15, 5:15] = (200, 0, 0, 255)  # an opaque red square on a transparent background
+    Image.fromarray(rgba).save(tmp_path / "transparent.png")
+    pixels = load_image(tmp_path / "transparent.png", 20)
+    assert (pixels[0, 0] == 255).all() and tuple(pixels[10, 10]) == (200, 0, 0)
+
+
+def test_huge_images_are_refused_before_decoding(tmp_path):
+    images = tmp_path / "cat" / "images"
+    images.mkdir(parents=True)
+    Image.new("1", (9000, 5000)).save(images / "huge.png")  # 45 megapixels in a few kilobytes
+    assert (images / "huge.png").stat().st_size < 100_000
+    bad = [{"id": f"h{i}", "title": "huge", "image": "huge.png", "category": CATEGORIES[0]} for i in range(2)]
+    summary = run(tmp_path, make_catalog(tmp_path / "cat", rows=bad))
+    assert summary["excluded"] == {"image_too_large": 2}

@@ -10,7 +10,8 @@ from shoplens import ShoplensError
 from shoplens.models.build_model import build_model
 from shoplens.models.decode import decode_paths, level_probs_from_paths
 from shoplens.models.predict_model import model_predict
-from shoplens.models.train_model import load_model, train_model
+from shoplens.models.train_model import train_model
+from shoplens.models.trained import load_model
 
 LEVELS = {"top": ["Apparel", "Footwear"], "type": ["Shoes", "Topwear"], "leaf": ["Sneakers", "Tshirts", "Tops"]}
 PATHS = ["Apparel > Topwear > Tops", "Apparel > Topwear > Tshirts", "Footwear > Shoes > Sneakers"]
@@ -65,7 +66,7 @@ def test_every_mode_trains_and_predicts(demo_project, tmp_path, classmode, model
     meta = train_model(classmode, modelmode, backbone="simple", weights="none", epochs=1, verbose=0,
                        logs_dir=tmp_path / "logs", **paths)
     assert meta["epochs_run"] == 1 and meta["items_per_second"] > 0
-    assert (tmp_path / "models" / f"{classmode}_{modelmode}.keras").is_file()
+    assert (tmp_path / "models" / f"{classmode}_{modelmode}" / "model.keras").is_file()
     assert list((tmp_path / "logs").glob(f"{classmode}_{modelmode}_*/train"))  # TensorBoard logs
 
     metrics = model_predict(classmode, modelmode, reports_dir=tmp_path / "reports", **paths)
@@ -75,13 +76,13 @@ def test_every_mode_trains_and_predicts(demo_project, tmp_path, classmode, model
         assert all(0 <= v <= 1 for v in metrics[key].values())
     assert metrics["random_guess"]["product_category"] == pytest.approx(1 / 3)
     assert ("accuracy_before_decoding" in metrics) == (classmode == "multilabel")
-    predictions = pd.read_csv(tmp_path / "reports" / "predictions" / f"{classmode}_{modelmode}.csv", dtype=str)
+    reports = tmp_path / "reports" / "demo" / f"{classmode}_{modelmode}"
+    predictions = pd.read_csv(reports / "predictions.csv", dtype=str)
     assert len(predictions) == summary["splits"]["test"] == metrics["items"]
     valid = set(json.loads((project / "data/processed/features/labels.json").read_text())["paths"])
     assert set(predictions["predicted_category"]) <= valid
-    figures = tmp_path / "reports" / "figures"
     for figure in ("confusion_product_category", "confusion_product_type", "training"):
-        assert (figures / f"{classmode}_{modelmode}_{figure}.png").is_file()
+        assert (reports / f"{figure}.png").is_file()
 
 
 def test_a_reloaded_model_predicts_the_same(tmp_path):
@@ -102,13 +103,14 @@ def test_saved_model_and_metadata_give_the_reported_metrics(trained_project, tmp
     first = model_predict(reports_dir=tmp_path / "a", **dirs(trained_project))
     second = model_predict(reports_dir=tmp_path / "b", **dirs(trained_project))
     assert first["accuracy"] == second["accuracy"]
-    model, meta = load_model(models_dir=trained_project / "models")
+    model, meta = load_model(models_dir=trained_project / "models",
+                             processed_dir=dirs(trained_project)["processed_dir"])
     assert meta["vocabulary"] and meta["image_size"] == 64 and meta["history"]["val_loss"]
     assert set(meta["labels"]["levels"]) == {"product_category", "product_type", "product_details"}
 
 
 def test_predict_a_new_item_from_the_shell(trained_project):
-    test = pd.read_parquet(trained_project / "data/processed/test.parquet")
+    test = pd.read_parquet(trained_project / "data/processed/splits/test.parquet")
     item = test.iloc[0]
     result = run_cli("predict", "--image", item["image_path"], "--title", item["title"], "--json", cwd=trained_project)
     assert result.returncode == 0, result.stderr
@@ -146,7 +148,7 @@ def test_predict_bad_input(trained_project, args, message):
 
 
 def test_empty_title_at_predict_time(trained_project):
-    image = pd.read_parquet(trained_project / "data/processed/test.parquet")["image_path"][0]
+    image = pd.read_parquet(trained_project / "data/processed/splits/test.parquet")["image_path"][0]
     result = run_cli("predict", "--image", image, "--title", "2 !!", cwd=trained_project)
     assert result.returncode != 0 and "has no words left after cleaning" in result.stderr
 
@@ -188,9 +190,10 @@ def test_weights_that_cannot_be_loaded(demo_project, tmp_path, monkeypatch):
         raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
-    with pytest.raises(ShoplensError, match="offline, use WEIGHTS=none"):
+    expected = "offline, give a copy of mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    with pytest.raises(ShoplensError, match=f"{expected} .* as WEIGHTS=<file>"):
         train(project, modelmode="image", backbone="mobilenetv2", weights="imagenet", models_dir=tmp_path)
-    assert not list(tmp_path.glob("*.keras"))
+    assert not list(tmp_path.glob("multilabel_image"))
 
 
 def test_features_from_other_data_are_refused(trained_project, tmp_path):
@@ -198,13 +201,15 @@ def test_features_from_other_data_are_refused(trained_project, tmp_path):
 
     copy = tmp_path / "project"
     shutil.copytree(trained_project / "data", copy / "data")
-    summary_path = copy / "data" / "processed" / "summary.json"
+    summary_path = copy / "data" / "processed" / "splits" / "summary.json"
     summary = json.loads(summary_path.read_text())
     summary["data_version"] = "0123456789ab"
     summary_path.write_text(json.dumps(summary))
-    with pytest.raises(ShoplensError, match="features were made from other data"):
+    stage_path = summary_path.with_name("stage.json")
+    stage_path.write_text(json.dumps({**json.loads(stage_path.read_text()), "version": "0123456789ab"}))
+    with pytest.raises(ShoplensError, match="made from other data than the project's splits"):
         train(copy)
-    with pytest.raises(ShoplensError, match="was trained on other data"):
+    with pytest.raises(ShoplensError, match="trained on other data"):
         model_predict(**{**dirs(copy), "models_dir": trained_project / "models"}, reports_dir=tmp_path / "r")
 
 
@@ -228,7 +233,7 @@ def test_precision_choice():
 
 
 def test_learning_rate_choice():
-    from shoplens.models.train_model import resolve_learning_rate
+    from shoplens.pipeline import resolve_learning_rate
 
     assert resolve_learning_rate("auto", "image") < resolve_learning_rate("auto", "combined")
     assert resolve_learning_rate("auto", "text") == resolve_learning_rate("auto", "combined")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_cli, run_notebook
+from conftest import run_cli, run_notebook
 
 from shoplens import ShoplensError
 from shoplens.models.extract_features import (
@@ -29,7 +29,7 @@ def dirs(project):
 
 
 def splits(project):
-    return {name: pd.read_parquet(project / "data" / "processed" / f"{name}.parquet")
+    return {name: pd.read_parquet(project / "data" / "processed" / "splits" / f"{name}.parquet")
             for name in ("train", "validate", "test")}
 
 
@@ -46,17 +46,22 @@ def clustered(rng, n, dim, clusters):
 
 @pytest.fixture(scope="module")
 def repository(gallery_project):
-    return Repository.load(**{k: v for k, v in dirs(gallery_project).items() if k != "features_dir"})
+    return Repository.load(gallery_project / "models", gallery_project / "data" / "processed")
 
 
 # Extraction
 
 
+def embeddings(project):
+    return load_features_file(project / "models" / "embeddings" / "extracted_features.npz",
+                              processed_dir=project / "data" / "processed")
+
+
 def test_extracted_features_hold_every_item_with_its_labels(gallery_project):
-    features = load_features_file(gallery_project / "models" / "extracted_features.npz")
+    features = embeddings(gallery_project)
     tables = splits(gallery_project)
     table = pd.concat(tables.values(), keys=list(tables), names=["split"]).reset_index(level=0)
-    summary = json.loads((gallery_project / "data" / "processed" / "summary.json").read_text())
+    summary = json.loads((gallery_project / "data" / "processed" / "splits" / "summary.json").read_text())
 
     assert features["ids"].tolist() == table["id"].tolist()
     assert features["splits"].tolist() == table["split"].tolist()
@@ -75,40 +80,49 @@ def test_extracted_features_hold_every_item_with_its_labels(gallery_project):
     assert str(features["fingerprint"]) == fingerprint(features["ids"], features["embeddings"])
 
     # The rows are the image tower's output for each item's image, normalised.
-    model, _ = load_named_model("multilabel_image", gallery_project / "models")
-    images = np.load(gallery_project / "data" / "processed" / "features" / "images_test.npy")[:3]
+    model, _ = load_named_model("multilabel_image", gallery_project / "models", gallery_project / "data" / "processed")
+    images = np.load(gallery_project / "data" / "processed" / "features" / "images_64_test.npy")[:3]
     direct = np.asarray(embedding_model(model).predict_on_batch(images), dtype=np.float32)
     direct /= np.linalg.norm(direct, axis=1, keepdims=True)
     first_test = int(np.flatnonzero(features["splits"] == "test")[0])
     np.testing.assert_allclose(features["embeddings"][first_test:first_test + 3], direct, atol=1e-5)
 
 
+def copy_project(project, tmp_path):
+    """A copy of a project's data and models to change freely (the links of published stages kept as links)."""
+    copy = tmp_path / "copy"
+    for folder in ("data/processed", "models"):
+        shutil.copytree(project / folder, copy / folder, symlinks=True)
+    return copy
+
+
 def test_shards_merge_into_the_whole_extraction(gallery_project, tmp_path):
-    paths = dirs(gallery_project)
-    sizes = [extract_features(shard=shard, num_shards=3, batch_size=50, progress=False,
-                              out=tmp_path / f"extracted_features-{shard}-of-3.npz", **paths)["items"]
+    copy = copy_project(gallery_project, tmp_path)
+    paths = dirs(copy)
+    sizes = [extract_features(shard=shard, num_shards=3, batch_size=50, progress=False, **paths)["items"]
              for shard in range(3)]
     assert sizes == [195, 195, 195]
-    merged = merge_features(3, models_dir=tmp_path)
-    whole = load_features_file(gallery_project / "models" / "extracted_features.npz")
-    parts = load_features_file(tmp_path / "extracted_features.npz")
+    merged = merge_features(3, models_dir=copy / "models", processed_dir=paths["processed_dir"])
+    whole, parts = embeddings(gallery_project), embeddings(copy)
     assert merged["items"] == len(whole["ids"])
     assert parts["ids"].tolist() == whole["ids"].tolist()
     np.testing.assert_allclose(parts["embeddings"], whole["embeddings"], atol=1e-5)
 
-    (tmp_path / "extracted_features-1-of-3.npz").unlink()
+    (copy / "models" / "embeddings-1-of-3").unlink()  # the link: the shard is no longer published
     with pytest.raises(ShoplensError, match=r"run `make model_extract_features SHARD=1 NUM_SHARDS=3`"):
-        merge_features(3, models_dir=tmp_path)
+        merge_features(3, models_dir=copy / "models", processed_dir=paths["processed_dir"])
 
 
 def test_extraction_refuses_a_model_that_is_not_an_image_model(gallery_project, tmp_path):
+    copy = copy_project(gallery_project, tmp_path)
+    before = sorted(p.name for p in (copy / "models").iterdir())
     with pytest.raises(ShoplensError, match="is not an image model"):
-        extract_features("multilabel_text", out=tmp_path / "x.npz", progress=False, **dirs(gallery_project))
+        extract_features("multilabel_text", progress=False, **dirs(copy))
     with pytest.raises(ShoplensError, match="has no layer 'nowhere'"):
-        extract_features(layer="nowhere", out=tmp_path / "x.npz", progress=False, **dirs(gallery_project))
-    with pytest.raises(ShoplensError, match=r"run `make model_train CLASSMODE=multiclass MODELMODE=image` first"):
-        extract_features("multiclass_image", out=tmp_path / "x.npz", progress=False, **dirs(gallery_project))
-    assert not list(tmp_path.iterdir())
+        extract_features(layer="nowhere", progress=False, **dirs(copy))
+    with pytest.raises(ShoplensError, match=r"run `make model_train CLASSMODE=multiclass MODELMODE=image`"):
+        extract_features("multiclass_image", progress=False, **dirs(copy))
+    assert sorted(p.name for p in (copy / "models").iterdir()) == before
 
 
 # Indexes
@@ -265,8 +279,8 @@ def test_text_search_finds_a_products_own_title(repository):
 
 
 def test_text_search_without_a_text_model_uses_keywords_and_says_so_once(gallery_project, caplog):
-    paths = {k: v for k, v in dirs(gallery_project).items() if k != "features_dir"}
-    repository = Repository.load(text_model="multilabel_missing", load_models=False, **paths)
+    repository = Repository.load(gallery_project / "models", gallery_project / "data" / "processed",
+                                 text_model="multilabel_missing", load_models=False)
     with caplog.at_level(logging.WARNING, logger="shoplens.search.repository"):
         prediction, results = repository.search_text("running shoes", k=3)
         repository.search_text("black watch", k=3)
@@ -331,11 +345,11 @@ def test_search_commands_print_tables_and_grids(gallery_project, tmp_path):
 
 
 def repository_image(project):
-    return pd.read_parquet(project / "data" / "processed" / "test.parquet")["image_path"][0]
+    return pd.read_parquet(project / "data" / "processed" / "splits" / "test.parquet")["image_path"][0]
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--text", "shoes", "-k", "0"], "k must be at least 1, got 0"),
+    (["--text", "shoes", "-k", "0"], "0 is not in the range x>=1"),
     (["--text", "shoes", "-k", "100000"], "k=100000 is larger than the catalog (585 products"),
     (["--filter", "colour=Plaid"], "unknown colour 'Plaid' (choose from Beige, Black,"),
     (["--filter", "fabric=Silk"], "unknown filter field 'fabric'"),
@@ -362,20 +376,19 @@ def test_missing_embeddings_or_index_name_the_make_target(gallery_project, tmp_p
     assert result.returncode == 1 and "extracted_features.npz: not found; run `make model_extract_features`" in \
         result.stderr
 
-    project = tmp_path / "copy"
-    shutil.copytree(gallery_project / "models", project / "models")
-    (project / "models" / "search_index.json").unlink()
+    project = copy_project(gallery_project, tmp_path)
+    (project / "models" / "search_index").unlink()
     result = run_cli("search", "--filter", "gender=Men", cwd=project)
     assert result.returncode == 1 and "search_index.json: not found; run `make index`" in result.stderr
 
 
 def test_an_index_of_other_embeddings_is_refused(gallery_project, tmp_path):
-    project = tmp_path / "copy"
-    shutil.copytree(gallery_project / "models", project / "models")
-    path = project / "models" / "extracted_features.npz"
-    features = load_features_file(path)
+    project = copy_project(gallery_project, tmp_path)
+    folder = project / "models" / "embeddings"
+    features = embeddings(project)
     features["embeddings"] = features["embeddings"][::-1].copy()  # extracted again, differently
-    write_features({k: v for k, v in features.items() if k != "fingerprint"}, path)
+    write_features({k: v for k, v in features.items() if k != "fingerprint"}, folder,
+                   json.loads((folder / "stage.json").read_text())["key"])
     result = run_cli("search", "--filter", "gender=Men", cwd=project)
     assert result.returncode == 1
     assert "search_index.json: built from other embeddings than" in result.stderr and "run `make index`" in \
@@ -387,12 +400,10 @@ def test_an_index_of_other_embeddings_is_refused(gallery_project, tmp_path):
 
 
 def test_evaluate_search_writes_precision_at_k(gallery_project, tmp_path):
-    project = tmp_path / "copy"
-    shutil.copytree(gallery_project / "models", project / "models")
-    shutil.copytree(gallery_project / "data" / "processed", project / "data" / "processed")
+    project = copy_project(gallery_project, tmp_path)
     result = run_cli("evaluate-search", cwd=project)
     assert result.returncode == 0, result.stderr
-    metrics = json.loads((project / "reports" / "metrics" / "search.json").read_text())
+    metrics = json.loads((project / "reports" / "demo" / "search" / "metrics.json").read_text())
     test_items = len(splits(project)["test"])
     assert metrics["queries"] == test_items and metrics["relevant"] == "same product_details"
     for key in ("precision@1", "precision@5", "precision@10", "map@10", "random_precision"):
@@ -400,8 +411,9 @@ def test_evaluate_search_writes_precision_at_k(gallery_project, tmp_path):
     # Even a one-epoch image tower ranks same-category products well above chance.
     assert metrics["precision@5"] > 1.5 * metrics["random_precision"]
     assert "precision@5 " in result.stdout and "random ranking: precision" in result.stdout
-    again = run_cli("evaluate-search", "--report", cwd=project)
-    assert again.stdout.splitlines()[1] == result.stdout.splitlines()[1]
+    again = run_cli("evaluate-search", cwd=project)
+    assert again.stdout.splitlines()[0] == "search evaluation: up to date (reports/demo/search)"
+    assert again.stdout.splitlines()[2] == result.stdout.splitlines()[2]
 
 
 def test_visual_search_notebook_runs_and_writes_figures(gallery_project):
@@ -414,39 +426,45 @@ def test_visual_search_notebook_runs_and_writes_figures(gallery_project):
     assert any("585 products" in o.get("text", "") for o in outputs)
 
 
-@pytest.mark.skipif(not (REPO / ".venv" / ".installed").exists(), reason="needs the project's .venv (make test)")
-def test_make_search_targets(tmp_path):
-    import os
-    import subprocess
+def test_output_files_in_folders_that_are_not_there(gallery_project, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    for grid, message in [(tmp_path / "a-file" / "grid.png", "is a file"),
+                          (tmp_path / "missing" / "grid.png", "does not exist"),
+                          (tmp_path, "is a folder; name a file")]:
+        result = run_cli("search", "--text", "shoes", "--grid", grid, cwd=gallery_project)
+        assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "missing").exists()
 
-    from conftest import make_catalog
 
-    for name in ("Makefile", "setup.py", "requirements.txt", "README.md", ".venv"):
-        (tmp_path / name).symlink_to(REPO / name)
-    shutil.copytree(REPO / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    catalog = make_catalog(tmp_path / "shop")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
-    options = [f"CATALOG={catalog}", "MIN_ITEMS=5", "IMAGE_SIZE=16", "BACKBONE=simple", "WEIGHTS=none", "EPOCHS=1"]
+def test_damaged_embeddings_and_models_name_the_target_that_remakes_them(gallery_project, tmp_path):
+    project = copy_project(gallery_project, tmp_path)
+    npz = project / "models" / "embeddings" / "extracted_features.npz"
+    npz.write_bytes(npz.read_bytes()[:5000])  # a write cut short
+    result = run_cli("search", "--text", "shoes", cwd=project)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "extracted_features.npz: cannot read" in result.stderr and "run `make model_extract_features` again" in \
+        result.stderr
 
-    def make(*args):
-        result = subprocess.run(["make", "--no-print-directory", *args, *options], cwd=tmp_path, env=env,
-                                capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
+    keras_file = project / "models" / "multilabel_image" / "model.keras"
+    keras_file.write_bytes(keras_file.read_bytes()[:20_000])
+    image = repository_image(project)
+    result = run_cli("predict", "--modelmode", "image", "--image", image, cwd=project)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "model.keras: cannot load" in result.stderr and \
+        "run `make model_train CLASSMODE=multilabel MODELMODE=image` again" in result.stderr
 
-    missing = subprocess.run(["make", "model_extract_features", *options], cwd=tmp_path, env=env,
-                             capture_output=True, text=True)
-    assert missing.returncode != 0 and "run `make model_train CLASSMODE=multilabel MODELMODE=image` first" in \
-        missing.stderr
-    make("model_train", "MODELMODE=image")
-    make("model_train", "MODELMODE=text")
-    image = catalog / "images" / "0000.jpg"
-    first = make("search", f"IMAGE={image}", "K=3", "GRID=reports/figures/query.png")
-    assert "extract-features" in first and "build-index" in first and "predicted category: " in first
-    assert (tmp_path / "reports" / "figures" / "query.png").is_file()
-    text = make("search", "QUERY=blue jeans", "FILTERS=gender=Women")
-    assert "extract-features" not in text and "build-index" not in text and "Jeans" in text
-    report = make("evaluate_search")
-    assert "precision@1 " in report and (tmp_path / "reports" / "metrics" / "search.json").is_file()
-    assert "evaluate-search >" not in make("evaluate_search")  # up to date: printed, not recomputed
-    assert "build-index" in make("index", "INDEX=faiss")
+    # The photo is checked before the model is loaded: a missing photo is said, not the damaged model.
+    result = run_cli("predict", "--modelmode", "image", "--image", tmp_path / "nowhere.jpg", cwd=project)
+    assert result.returncode == 1 and "nowhere.jpg: cannot use this image (missing image)" in result.stderr
+
+
+def test_query_photos_of_too_many_pixels_are_refused(gallery_project, tmp_path):
+    from PIL import Image
+
+    Image.new("1", (13_000, 13_000)).save(tmp_path / "huge.png")
+    for args in (["search", "--image", tmp_path / "huge.png"],
+                 ["predict", "--modelmode", "image", "--image", tmp_path / "huge.png"]):
+        result = run_cli(*args, cwd=gallery_project)
+        assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "13,000 x 13,000 pixels, more than the limit of 40 megapixels (MAX_PIXELS)" in result.stderr
