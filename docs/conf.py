@@ -58,15 +58,44 @@ def _tidy_defaults(app, ctx, lines):
     lines[:] = [line.replace(f"{config.PROJECT_DIR}/", "") for line in lines if "Sentinel.UNSET" not in line]
 
 
-class MakeDefaults(Directive):
-    """``.. make-defaults::``: the Make variables and their defaults, as the Makefile reads them."""
+class ProjectOptions(Directive):
+    """``.. project-options::``: every project option with its default, the commands that read it and its help,
+    as `make params` lists them."""
 
     def run(self):
-        text = config.make_defaults()
-        return [nodes.literal_block(text, text, language="make")]
+        import click
+
+        from shoplens.cli import _project_options
+
+        options = {}
+        for command_name, command, param in _project_options():
+            default = param.get_default(click.Context(command, info_name=command_name), call=True)
+            entry = options.setdefault(param.var, {"default": default, "remember": param.remember, "help": "",
+                                                   "commands": []})
+            entry["commands"].append(command_name)
+            entry["help"] = entry["help"] or (param.help or "")
+        rows = [(name, "" if o["default"] is None else str(o["default"]).replace(f"{config.PROJECT_DIR}/", ""),
+                 ", ".join(dict.fromkeys(o["commands"])) + ("" if o["remember"] else " (per run)"), o["help"])
+                for name, o in options.items()]
+        table = nodes.table()
+        group = nodes.tgroup(cols=4)
+        table += group
+        for width in (18, 14, 22, 46):
+            group += nodes.colspec(colwidth=width)
+        head, body = nodes.thead(), nodes.tbody()
+        group += head
+        group += body
+        for cells, section in [(("option", "default", "read by", "meaning"), head), *[(r, body) for r in rows]]:
+            row = nodes.row()
+            for cell in cells:
+                entry = nodes.entry()
+                entry += nodes.paragraph(text=cell)
+                row += entry
+            section += row
+        return [table]
 
 
 def setup(app):
-    app.add_directive("make-defaults", MakeDefaults)
+    app.add_directive("project-options", ProjectOptions)
     app.connect("sphinx-click-process-description", _show_defaults)
     app.connect("sphinx-click-process-options", _tidy_defaults)
