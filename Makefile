@@ -25,7 +25,7 @@ export SHOPLENS_GIVEN := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command
 
 .PHONY: help demo test params demo-catalog data features model_train model_predict search_models \
 	model_extract_features merge_features index search evaluate_search serve tensorboard benchmark \
-	benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale docs lint clean
+	benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale docs lint clean lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -119,9 +119,13 @@ clean: ## Remove generated data, stamps and caches (keeps .venv, data/raw, model
 	rm -rf .make .pytest_cache .ruff_cache docs/_build docs/_autosummary
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
+# Every package comes pinned, hash-checked, from requirements.txt (the lock file `make lock` writes).
 $(INSTALLED): requirements.txt setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --require-hashes -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
+
+lock: | $(INSTALLED) ## Resolve requirements.in into requirements.txt: every package pinned, with its hashes
+	$(BIN)/uv pip compile requirements.in --universal --generate-hashes --python-version 3.11 \
+		--custom-compile-command "make lock" -o requirements.txt

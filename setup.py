@@ -15,6 +15,8 @@ setup(
     install_requires=[
         "click>=8.1",
         "faiss-cpu>=1.8",
+        "imagehash>=4.3",
+        "keras>=3.15,<3.16",  # models/distribute.py adapts private parts of Keras 3.15's fit
         "matplotlib>=3.8",
         "nltk>=3.8",
         "numpy>=1.26",
@@ -23,6 +25,7 @@ setup(
         "pyarrow>=14",
         "pyyaml>=6",
         "scikit-learn>=1.4",
+        "scipy>=1.11",
         "tensorboard>=2.16",
         "tensorflow>=2.16",
         "tqdm>=4.66",

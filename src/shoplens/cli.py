@@ -378,10 +378,12 @@ def _demo_catalog(n, seed, image_size, workers, force=False):
 @option("--split", "split_ratios", default=",".join(map(str, config.SPLIT_RATIOS)), callback=_ratios,
         help="Train,validate,test ratios.")
 @option("--seed", default=config.SEED, type=int, help="Random seed of subsampling, splitting and training.")
+@option("--group-split", default=config.GROUP_SPLIT, type=click.Choice(["title,image", "title", "image", "none"]),
+        help="Keep items that share a cleaned title and/or an image inside one split.")
 @_workers
 @_force
 def make_dataset_command(catalog, columns, image_dir, levels, language, min_items, subsample, split_ratios, seed,
-                         workers, force):
+                         group_split, workers, force):
     """Validate, clean and split a catalog into data/processed/splits/."""
     from shoplens.pipeline import dataset_key
 
@@ -389,15 +391,16 @@ def make_dataset_command(catalog, columns, image_dir, levels, language, min_item
         from shoplens.data.make_dataset import make_dataset
 
         return make_dataset(catalog, columns=columns, levels=levels, language=language, min_items=min_items,
-                            subsample=subsample, split_ratios=split_ratios, seed=seed, image_dir=image_dir,
-                            workers=workers)
+                            subsample=subsample, split_ratios=split_ratios, seed=seed, group_split=group_split,
+                            image_dir=image_dir, workers=workers)
 
     if catalog == "demo":
         demo = ("DEMO_N", "DEMO_SEED", "DEMO_IMAGE_SIZE")
         _demo_catalog(*map(resolved, demo), workers)
         _remember_given(demo)
     image_dir = image_dir or None
-    key = dataset_key(catalog, columns, levels, language, min_items, subsample, split_ratios, seed, image_dir)
+    key = dataset_key(catalog, columns, levels, language, min_items, subsample, split_ratios, seed, group_split,
+                      image_dir)
     summary = run_stage("data", config.SPLITS_DIR, key, build, force, _echo_stage)
     if summary:
         click.echo(describe_data(summary))
@@ -543,7 +546,8 @@ def evaluate_command(classmode, modelmode, force):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def predict_command(classmode, modelmode, image, title, new_catalog, out, columns, top, as_json):
     """Classify a new item (--image and/or --title) or a whole catalog (--catalog, --out)."""
-    from shoplens.models.predict_model import catalog_inputs, evaluate, item_inputs, predict, predictions_frame
+    from shoplens.models.metrics import evaluate
+    from shoplens.models.predict_model import catalog_inputs, item_inputs, predict, predictions_frame
     from shoplens.models.report import format_report
     from shoplens.models.trained import load_model
     from shoplens.outputs import atomic_path

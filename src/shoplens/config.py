@@ -51,6 +51,9 @@ SPLIT_RATIOS = (0.7, 0.15, 0.15)
 SPLITS = ("train", "validate", "test")
 SEED = 42
 LANGUAGE = "english"
+# Items sharing a cleaned title or an image (bytes or perceptual hash) stay in one split: "title,image",
+# "title", "image" or "none" (a plain stratified split).
+GROUP_SPLIT = "title,image"
 
 # Column names of the two layouts read out of the box.
 GENERIC_COLUMNS = {"id": "id", "title": "title", "image": "image", "category": "category"}

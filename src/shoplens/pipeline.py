@@ -23,7 +23,7 @@ from shoplens.stages import code_version, file_fingerprint, folder_fingerprint, 
 CODE = {
     "demo catalog": ("data/demo_catalog.py",),
     "cleaned catalog": ("data/catalog.py", "data/clean_titles.py", "data/images.py", "data/stopwords/*.txt"),
-    "data": ("data/make_dataset.py",),
+    "data": ("data/make_dataset.py", "data/split.py"),
     "images": ("data/images.py", "features/build_features.py"),
     "text features": ("features/build_features.py",),
     "model": ("models/build_model.py", "models/datasets.py", "models/distribute.py", "models/inputs.py",
@@ -68,13 +68,13 @@ def clean_key(catalog, columns, levels, language, image_dir=None):
 
 def dataset_key(catalog=config.CATALOG, columns=None, levels=config.LEVELS, language=config.LANGUAGE,
                 min_items=config.MIN_ITEMS, subsample=config.SUBSAMPLE, split_ratios=config.SPLIT_RATIOS,
-                seed=config.SEED, image_dir=None):
+                seed=config.SEED, group_split=config.GROUP_SPLIT, image_dir=None):
     """The splits: everything the cleaned catalog depends on, and how it is filtered and split."""
     from shoplens.data.catalog import CatalogColumns
 
     key = clean_key(catalog, columns or CatalogColumns(), levels, language, image_dir)
     key["options"].update({"MIN_ITEMS": min_items, "SUBSAMPLE": subsample, "SPLIT": list(split_ratios),
-                           "SEED": seed})
+                           "SEED": seed, "GROUP_SPLIT": group_split})
     key["code"] = code_version(*CODE["cleaned catalog"], *CODE["data"])
     return key
 

@@ -1,7 +1,9 @@
 """Checking and decoding product images; shared by every stage that reads them."""
-import os
+import hashlib
+import io
 from pathlib import Path
 
+import imagehash
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -35,26 +37,39 @@ def open_image(source, max_pixels=config.MAX_PIXELS, name=None):
     return image
 
 
-def check_image(path):
-    """Return why an image cannot be used (``"missing_image"``, ``"empty_image"``,
-    ``"corrupt_image"``, ``"image_too_large"``), or ``None`` when it decodes completely."""
+def inspect_image(path, hashes=True):
+    """Whether an image file can be used, and what identifies its picture.
+
+    Returns ``(reason, sha1, phash)``: why it cannot be used (``"missing_image"``,
+    ``"empty_image"``, ``"corrupt_image"``, ``"image_too_large"``) or ``None`` when
+    it decodes completely; and for a usable one, with ``hashes``, the sha1 of its
+    bytes (the same file) and its perceptual hash (the same picture, re-encoded or
+    resized), as hex strings, for finding duplicates.
+    """
     if not path:
-        return "missing_image"
+        return "missing_image", None, None
     try:
-        if os.path.getsize(path) == 0:
-            return "empty_image"
+        data = Path(path).read_bytes()
     except OSError:
-        return "missing_image"
+        return "missing_image", None, None
+    if not data:
+        return "empty_image", None, None
     try:
-        with open_image(path) as image:
+        with open_image(io.BytesIO(data)) as image:
             # A reduced-scale JPEG decode still reads every byte, so truncation is caught, faster.
             image.draft("RGB", (64, 64))
             image.load()
+            phash = str(imagehash.phash(to_rgb(image))) if hashes else None
     except ImageTooLargeError:
-        return "image_too_large"
+        return "image_too_large", None, None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return "corrupt_image"
-    return None
+        return "corrupt_image", None, None
+    return None, hashlib.sha1(data).hexdigest() if hashes else None, phash
+
+
+def check_image(path):
+    """Why an image cannot be used (see :func:`inspect_image`), or ``None`` when it can."""
+    return inspect_image(path, hashes=False)[0]
 
 
 def to_rgb(image):

@@ -21,13 +21,14 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from shoplens import ShoplensError, config
 from shoplens.data.catalog import CatalogColumns, read_catalog
 from shoplens.data.clean_titles import TitleCleaner
-from shoplens.data.images import check_image
+from shoplens.data.images import inspect_image
+from shoplens.data.split import GROUP_SPLITS, duplicate_groups, split
 from shoplens.outputs import check_free_space, publish, read_stage
 from shoplens.parallel import imap
 from shoplens.pipeline import catalog_source, clean_key, dataset_key
@@ -53,6 +54,7 @@ def make_dataset(
     subsample=config.SUBSAMPLE,
     split_ratios=config.SPLIT_RATIOS,
     seed=config.SEED,
+    group_split=config.GROUP_SPLIT,
     image_dir=None,
     interim_dir=config.INTERIM_DIR,
     processed_dir=config.PROCESSED_DIR,
@@ -67,10 +69,11 @@ def make_dataset(
     """
     started = time.perf_counter()
     columns = columns or CatalogColumns()
-    _check_options(levels, min_items, subsample, split_ratios)
+    _check_options(levels, min_items, subsample, split_ratios, group_split)
     cleaner = TitleCleaner(language)
     names = config.level_names(levels)
-    key = dataset_key(catalog, columns, levels, language, min_items, subsample, split_ratios, seed, image_dir)
+    key = dataset_key(catalog, columns, levels, language, min_items, subsample, split_ratios, seed, group_split,
+                      image_dir)
 
     table, info = _cleaned_catalog(catalog, columns, levels, cleaner, image_dir, interim_dir, workers, progress)
     excluded = Counter(info["excluded"])
@@ -89,7 +92,9 @@ def make_dataset(
             f"excluded {_describe(excluded)}); check the catalog or lower MIN_ITEMS"
         )
 
-    splits = _split(table, split_ratios, seed)
+    by = [] if group_split == "none" else group_split.split(",")
+    groups = duplicate_groups(table, by)
+    splits = split(table, split_ratios, seed, groups if by else None)
     version = data_version(splits, key)
     summary = {
         "catalog": str(catalog),
@@ -108,6 +113,7 @@ def make_dataset(
         "has_titles": info["has_titles"],
         "has_images": info["has_images"],
         "attributes": info["attributes"],
+        "duplicates": _duplicate_counts(table, groups, by, splits),
         "options": {
             "levels": levels,
             "language": language,
@@ -115,6 +121,7 @@ def make_dataset(
             "subsample": subsample,
             "split_ratios": list(split_ratios),
             "seed": seed,
+            "group_split": group_split,
             "columns": asdict(columns),
         },
         "data_version": version,
@@ -167,7 +174,18 @@ def load_summary(processed_dir=config.PROCESSED_DIR):
         raise ShoplensError(f"{path}: damaged; run `make data` again") from None
 
 
-def _check_options(levels, min_items, subsample, split_ratios):
+def _duplicate_counts(table, groups, by, splits):
+    """How much the catalog repeats itself, and what of it still crosses from train into test."""
+    sizes = np.bincount(groups)
+    counts = {"grouped_by": by, "groups": int(len(sizes)), "items_in_shared_groups": int(sizes[sizes > 1].sum()),
+              "largest_group": int(sizes.max())}
+    if "clean_title" in table:
+        train_titles = set(splits["train"]["clean_title"])
+        counts["test_items_with_a_train_title"] = int(splits["test"]["clean_title"].isin(train_titles).sum())
+    return counts
+
+
+def _check_options(levels, min_items, subsample, split_ratios, group_split=config.GROUP_SPLIT):
     if levels < 1:
         raise ShoplensError(f"LEVELS must be at least 1, got {levels}")
     if min_items < 1:
@@ -181,6 +199,8 @@ def _check_options(levels, min_items, subsample, split_ratios):
             raise ShoplensError(f"SPLIT ratio of '{name}' is {ratio}: that split would be empty")
     if abs(sum(split_ratios) - 1) > 1e-6:
         raise ShoplensError(f"SPLIT ratios must add up to 1, got {split_ratios}")
+    if group_split not in GROUP_SPLITS:
+        raise ShoplensError(f"GROUP_SPLIT must be one of {', '.join(GROUP_SPLITS)}, got '{group_split}'")
 
 
 def _cleaned_catalog(catalog, columns, levels, cleaner, image_dir, interim_dir, workers, progress):
@@ -235,11 +255,13 @@ def _validate_and_clean(raw, cleaner, levels, workers, progress):
         table = drop(table, table["clean_title"] == "", "empty_title")
     if raw.has_images:
         paths = table["image_path"].tolist()
-        reasons = pd.Series(list(imap(check_image, paths, "checking images", workers, progress)), index=table.index,
-                            dtype=object)
-        for reason in sorted(reasons.dropna().unique()):
-            table = drop(table, reasons.reindex(table.index) == reason, reason)
-        table = table.assign(image_path=[config.project_relative(p) for p in table["image_path"]])
+        found = pd.DataFrame(list(imap(inspect_image, paths, "checking images", workers, progress)),
+                             index=table.index, columns=["reason", "image_sha1", "image_phash"])
+        for reason in sorted(found["reason"].dropna().unique()):
+            table = drop(table, found["reason"].reindex(table.index) == reason, reason)
+        table = table.assign(image_path=[config.project_relative(p) for p in table["image_path"]],
+                             image_sha1=found["image_sha1"].reindex(table.index),
+                             image_phash=found["image_phash"].reindex(table.index))
 
     level_table = pd.DataFrame(table["category_parts"].tolist(), index=table.index, columns=config.level_names(levels),
                                dtype=object)
@@ -247,25 +269,6 @@ def _validate_and_clean(raw, cleaner, levels, workers, progress):
         category=[config.CATEGORY_SEP.join(p) for p in level_table.values], **level_table
     )
     return table.reset_index(drop=True), excluded
-
-
-def _split(table, ratios, seed):
-    """Split stratified by full category path into the named splits."""
-    train_ratio, validate_ratio, test_ratio = ratios
-    try:
-        train, rest = train_test_split(
-            table, train_size=train_ratio, stratify=table["category"], random_state=seed
-        )
-        validate, test = train_test_split(
-            rest, test_size=test_ratio / (validate_ratio + test_ratio), stratify=rest["category"], random_state=seed
-        )
-    except ValueError as err:
-        raise ShoplensError(
-            f"cannot split {len(table)} rows in {table['category'].nunique()} categories "
-            f"{'/'.join(map(str, ratios))} stratified ({err}); raise MIN_ITEMS or change SPLIT"
-        ) from None
-    parts = (train, validate, test)
-    return {name: part.sort_index().reset_index(drop=True) for name, part in zip(config.SPLITS, parts)}
 
 
 def _describe(counts):

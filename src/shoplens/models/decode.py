@@ -52,3 +52,26 @@ def level_probs_from_paths(path_probs, paths, levels):
         onehot[np.arange(len(paths)), table[:, k]] = 1.0
         out.append(path_probs @ onehot)
     return out
+
+
+def combine_posteriors(posteriors, prior):
+    """One posterior from several models' posteriors over the same classes, as a product of experts.
+
+    Each model's posterior already holds the prior once (Bayes: p(c | x) is
+    proportional to p(x | c) p(c)); multiplying them would count it once per model.
+    Dividing the product by the prior ``len(posteriors) - 1`` times counts it once:
+    the posterior of independent evidence.
+
+    Parameters
+    ----------
+    posteriors : list of arrays of shape (n_classes,)
+        Each model's probabilities of the classes for one item.
+    prior : array of shape (n_classes,)
+        The classes' frequencies in training (any positive scale).
+    """
+    prior = np.asarray(prior, dtype=np.float64)
+    prior = prior / prior.sum()
+    log = sum(np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0)) for p in posteriors)
+    log -= (len(posteriors) - 1) * np.log(np.clip(prior, 1e-12, 1.0))
+    combined = np.exp(log - log.max())
+    return combined / combined.sum()

@@ -14,6 +14,8 @@ import tensorflow as tf
 from shoplens import ShoplensError, config
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+# adapt_fit_to_strategy reaches into private parts of Keras's fit, as they are in this release series.
+ADAPTED_FOR_KERAS = "3.15"
 
 
 class Distribution:
@@ -68,6 +70,7 @@ def adapt_fit_to_strategy(model, dataset, distribution):
     them one. (The logs of an epoch, which the callbacks read, come from the metrics
     summed over all workers either way.)
     """
+    check_keras_version()
     with distribution.strategy.scope():
         model._symbolic_build(data_batch=dataset.element_spec)
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
@@ -76,6 +79,17 @@ def adapt_fit_to_strategy(model, dataset, distribution):
             step = getattr(model, name)
             setattr(model, name, lambda data, step=step: tf.nest.map_structure(lambda v: tf.reshape(v, [1]),
                                                                                   step(data)))
+
+
+def check_keras_version(version=None):
+    """Refuse a Keras other than the one :func:`adapt_fit_to_strategy` was written for."""
+    import keras
+
+    version = version or keras.__version__
+    if not version.startswith(ADAPTED_FOR_KERAS + "."):
+        raise ShoplensError(f"STRATEGY=mirrored|multiworker mends private parts of Keras {ADAPTED_FOR_KERAS}.x, and "
+                            f"Keras {version} is installed; install the pinned requirements (make) or check "
+                            "adapt_fit_to_strategy against this Keras and update ADAPTED_FOR_KERAS")
 
 
 def read_tf_config():

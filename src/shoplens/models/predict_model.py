@@ -3,25 +3,28 @@
 ``make model_predict`` publishes, for model ``<name>`` = ``<classmode>_<modelmode>``
 trained on catalog ``<catalog>``, the folder ``reports/<catalog>/<name>/``:
 
-* ``metrics.json``: per level accuracy, random guess, macro-F1 and top-5;
+* ``metrics.json``: per level accuracy beside its baselines, balanced accuracy,
+  macro-F1, top-5, calibration and a per-class report (:mod:`shoplens.models.metrics`);
+* ``classification_report_<level>.csv``: precision, recall, F1 and support per class;
 * ``predictions.csv``: one row per test item;
-* ``confusion_<level>.png`` (first two levels) and ``training.png``.
+* ``confusion_<level>.png`` (first two levels), ``reliability.png`` and ``training.png``.
 """
 import json
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score
 
 from shoplens import ShoplensError, config
 from shoplens.data.catalog import read_catalog
 from shoplens.data.clean_titles import TitleCleaner
 from shoplens.data.images import check_image, load_image, load_image_job
-from shoplens.models.decode import decode_paths, level_probs_from_paths
-from shoplens.models.inputs import encode_targets, split_inputs
+from shoplens.data.make_dataset import load_split
+from shoplens.models.decode import decode_paths, level_probs_from_paths, path_table
+from shoplens.models.inputs import split_inputs
+from shoplens.models.metrics import evaluate
 from shoplens.models.trained import load_model, model_name
-from shoplens.outputs import publish, read_stage
+from shoplens.outputs import publish
 from shoplens.parallel import imap
 from shoplens.pipeline import evaluate_key, evaluation_dir
 from shoplens.stages import version_of
@@ -39,6 +42,10 @@ class Predictions:
 
     def path(self, i):
         return self.paths[self.path_index[i]]
+
+    def decoded_indices(self):
+        """``(n_items, n_levels)`` class indices (into ``levels``) of each item's decoded path."""
+        return path_table(self.paths, self.levels)[self.path_index]
 
     def decoded_levels(self):
         """``(n_items, n_levels)`` class names of each item's decoded path."""
@@ -66,66 +73,28 @@ def predict(model, metadata, inputs, batch_size=config.BATCH_SIZE):
     return Predictions(paths, index, level_probs, levels, independent=[p.argmax(axis=1) for p in level_probs])
 
 
-def evaluate(predictions, table, metadata):
-    """Per-level metrics of predictions against the table's true categories.
-
-    Each level is scored on the decoded path, so every prediction is a path of the
-    tree; multilabel models also report each head's own accuracy before decoding.
-    Items of classes never seen in training count as wrong.
-    """
-    truth = encode_targets(table, "multilabel", metadata["labels"])
-    decoded = predictions.decoded_levels()
-    metrics = {"items": len(table), "accuracy": {}, "random_guess": {}, "macro_f1": {}, "top5": {}}
-    if predictions.independent is not None:
-        metrics["accuracy_before_decoding"] = {}
-    for k, (name, classes) in enumerate(predictions.levels.items()):
-        y_true = truth[name]
-        y_pred = np.searchsorted(classes, decoded[:, k])  # classes are sorted
-        probs = predictions.level_probs[k]
-        top5 = np.argsort(-probs, axis=1)[:, :5]
-        metrics["accuracy"][name] = float(np.mean(y_pred == y_true))
-        metrics["random_guess"][name] = 1.0 / len(classes)
-        metrics["macro_f1"][name] = float(f1_score(y_true, y_pred, labels=np.unique(y_true[y_true >= 0]),
-                                                   average="macro", zero_division=0))
-        metrics["top5"][name] = float(np.mean((top5 == y_true[:, None]).any(axis=1)))
-        if predictions.independent is not None:
-            metrics["accuracy_before_decoding"][name] = float(np.mean(predictions.independent[k] == y_true))
-    for key in ("accuracy", "random_guess", "macro_f1", "top5", "accuracy_before_decoding"):
-        if key in metrics:
-            metrics[key]["average"] = float(np.mean(list(metrics[key].values())))
-    metrics["path_accuracy"] = float(np.mean([predictions.path(i) == c for i, c in enumerate(table["category"])]))
-    return metrics
-
-
 def predictions_frame(predictions, table):
     """One row per item: id, predicted path, and each level of it with its probability."""
     frame = pd.DataFrame({"id": table["id"].to_numpy()})
     if "category" in table:
         frame["category"] = table["category"].to_numpy()
     frame["predicted_category"] = [predictions.path(i) for i in range(len(table))]
-    decoded = predictions.decoded_levels()
+    decoded = predictions.decoded_indices()
     for k, ((name, classes), probs) in enumerate(zip(predictions.levels.items(), predictions.level_probs)):
-        index = np.searchsorted(classes, decoded[:, k])
-        frame[f"predicted_{name}"] = decoded[:, k]
-        frame[f"probability_{name}"] = probs[np.arange(len(index)), index].round(4)
+        frame[f"predicted_{name}"] = np.asarray(classes, dtype=object)[decoded[:, k]]
+        frame[f"probability_{name}"] = probs[np.arange(len(frame)), decoded[:, k]].round(4)
     return frame
 
 
 def model_predict(classmode=config.CLASSMODE, modelmode=config.MODELMODE, processed_dir=config.PROCESSED_DIR,
                   features_dir=config.FEATURES_DIR, models_dir=config.MODELS_DIR, reports_dir=config.REPORTS_DIR):
     """Evaluate a trained model on the test split; publish metrics, predictions and figures; return the metrics."""
-    from shoplens.visualization.model_figures import plot_confusion_matrix, plot_training_curves
+    from shoplens.visualization.model_figures import plot_confusion_matrix, plot_reliability, plot_training_curves
 
     key = evaluate_key(model_name(classmode, modelmode), models_dir, processed_dir)
-    model, metadata = load_model(classmode, modelmode, models_dir, processed_dir)
-    table, inputs = split_inputs("test", modelmode, features_dir, processed_dir, metadata["image_size"])
-    predictions = predict(model, metadata, inputs)
-    metrics = evaluate(predictions, table, metadata)
-    catalog = metadata["data"]["catalog_name"]
-    metrics.update(model=metadata["name"], catalog=catalog, split="test",
-                   data_version=metadata["data"]["data_version"])
-
-    name = metadata["name"]
+    metrics, (table, predictions, metadata) = score_model(classmode, modelmode, "test", processed_dir, features_dir,
+                                                          models_dir)
+    catalog, name = metadata["data"]["catalog_name"], metadata["name"]
     frame = predictions_frame(predictions, table)
     with publish(evaluation_dir(catalog, name, reports_dir), "evaluation", key, version_of(key)) as staging:
         frame.to_csv(staging / "predictions.csv", index=False)
@@ -133,21 +102,27 @@ def model_predict(classmode=config.CLASSMODE, modelmode=config.MODELMODE, proces
             plot_confusion_matrix(table[level], frame[f"predicted_{level}"], predictions.levels[level],
                                   f"{name} on {catalog}: {level}", staging / f"confusion_{level}.png")
         plot_training_curves(metadata["history"], f"{name} on {catalog}", staging / "training.png")
+        plot_reliability(metrics["reliability"], f"{name} on {catalog}", staging / "reliability.png")
+        for level, report in metrics["classes"].items():
+            pd.DataFrame(report).to_csv(staging / f"classification_report_{level}.csv", index=False)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
-def load_metrics(classmode=config.CLASSMODE, modelmode=config.MODELMODE, models_dir=config.MODELS_DIR,
-                 processed_dir=config.PROCESSED_DIR, reports_dir=config.REPORTS_DIR):
-    """The metrics of the last evaluation of a model, if they belong to the model and data now published."""
-    name = model_name(classmode, modelmode)
-    target = f"make model_predict CLASSMODE={classmode} MODELMODE={modelmode}"
-    _, metadata = load_model(classmode, modelmode, models_dir, processed_dir, metadata_only=True)
-    folder = evaluation_dir(metadata["data"]["catalog_name"], name, reports_dir)
-    record = read_stage(folder)
-    if record is None or record["key"] != evaluate_key(name, models_dir, processed_dir):
-        raise ShoplensError(f"{folder}: no evaluation of the model now trained; run `{target}`")
-    return json.loads((folder / "metrics.json").read_text())
+def score_model(classmode=config.CLASSMODE, modelmode=config.MODELMODE, split="test",
+                processed_dir=config.PROCESSED_DIR, features_dir=config.FEATURES_DIR, models_dir=config.MODELS_DIR):
+    """The metrics of a trained model on one split, and ``(table, predictions, metadata)`` they came from.
+
+    Settings are chosen on ``validate``; ``test`` is what :func:`model_predict` reports, once.
+    """
+    model, metadata = load_model(classmode, modelmode, models_dir, processed_dir)
+    table, inputs = split_inputs(split, modelmode, features_dir, processed_dir, metadata["image_size"])
+    predictions = predict(model, metadata, inputs)
+    train = load_split("train", processed_dir)
+    metrics = evaluate(predictions, table, metadata, set(train["clean_title"]) if "clean_title" in train else None)
+    metrics.update(model=metadata["name"], catalog=metadata["data"]["catalog_name"], split=split,
+                   data_version=metadata["data"]["data_version"])
+    return metrics, (table, predictions, metadata)
 
 
 def item_inputs(metadata, image=None, title=None, language=config.LANGUAGE):

@@ -163,6 +163,10 @@ def train_model(
         "levels": data["levels"],
         "language": data["options"]["language"],
         "labels": labels,
+        # Train items per class: the most-frequent-class baseline, and the prior fused posteriors divide by.
+        "label_counts": {"levels": {name: {str(c): int(n) for c, n in train_table[name].value_counts().items()}
+                                    for name in labels["levels"]},
+                         "paths": {str(c): int(n) for c, n in train_table["category"].value_counts().items()}},
         "vocabulary": vocabulary,
         "image_size": image_size,
         "title_length": features.get("title_length"),

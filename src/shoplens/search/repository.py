@@ -26,6 +26,7 @@ from PIL import Image
 from shoplens import ShoplensError, config
 from shoplens.data.clean_titles import TitleCleaner
 from shoplens.data.images import load_image
+from shoplens.models.decode import combine_posteriors, decode_paths, level_probs_from_paths
 from shoplens.models.extract_features import embedding_model, load_features_file, normalise
 from shoplens.models.trained import load_named_model
 from shoplens.search.index import load_index, top_k
@@ -253,8 +254,9 @@ class Repository:
     def classify(self, image=None, title=None):
         """The predicted category of a photo (image model), a title (text model), or both.
 
-        With both, the two models' path probabilities are multiplied and renormalised,
-        treating photo and title as independent evidence.
+        With both, the two models' path probabilities are combined as a product of experts
+        divided by the prior (:func:`shoplens.models.decode.combine_posteriors`): photo and
+        title as independent evidence, the classes' frequencies counted once.
         """
         if image is None and not title:
             raise ShoplensError("give an image and/or a title to classify")
@@ -278,10 +280,12 @@ class Repository:
             if probs is None:
                 probs, metadata = text_probs, text_metadata
             else:
+                paths = metadata["labels"]["paths"]
                 index = {p: i for i, p in enumerate(text_metadata["labels"]["paths"])}
-                probs = probs * np.array([text_probs[index[p]] if p in index else 0.0
-                                          for p in metadata["labels"]["paths"]])
-                probs = probs / probs.sum() if probs.sum() > 0 else probs
+                text_probs = np.array([text_probs[index[p]] if p in index else 0.0 for p in paths])
+                counts = metadata.get("label_counts", {}).get("paths", {})
+                prior = np.array([counts.get(p, 1) for p in paths], dtype=np.float64)
+                probs = combine_posteriors([probs, text_probs], prior)
         return _describe(probs, metadata)
 
     # Helpers
@@ -425,8 +429,6 @@ def _query_image(image, size):
 
 def _path_probs(outputs, metadata):
     """``(n, n_paths)`` probabilities of the category paths from a model's outputs."""
-    from shoplens.models.decode import decode_paths
-
     labels = metadata["labels"]
     if metadata["classmode"] == "multiclass":
         return np.asarray(outputs["category"], dtype=np.float64)
@@ -436,8 +438,6 @@ def _path_probs(outputs, metadata):
 
 def _describe(path_probs, metadata, top=3):
     """The best path, its probability, and the ``top`` classes of each level with their probabilities."""
-    from shoplens.models.decode import level_probs_from_paths
-
     labels = metadata["labels"]
     best = int(np.argmax(path_probs))
     level_probs = level_probs_from_paths(path_probs[None], labels["paths"], labels["levels"])

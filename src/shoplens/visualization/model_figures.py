@@ -35,3 +35,27 @@ def plot_confusion_matrix(y_true, y_pred, classes, title, path=None):
     ax.set_title(title)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_reliability(reliability, name, path=None):
+    """Reliability diagrams, one per level: the accuracy of the items in each bin of confidence against the
+    confidence the model gave them, with how many items each bin holds. On the diagonal, a shown 80 % is right
+    80 % of the time."""
+    levels = list(reliability)
+    fig = Figure(figsize=(4.2 * len(levels), 4.4))
+    axes = fig.subplots(1, len(levels), squeeze=False)[0]
+    for ax, level in zip(axes, levels):
+        bins = reliability[level]
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+        ax.plot(bins["confidence"], bins["accuracy"], marker="o", color="tab:blue", label="model")
+        for x, y, n in zip(bins["confidence"], bins["accuracy"], bins["items"]):
+            ax.annotate(f"{n}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.08)
+        ax.set_xlabel("confidence (top class probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(level)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"Calibration of {name} (numbers: items per bin)")
+    fig.tight_layout()
+    return save_figure(fig, path)
