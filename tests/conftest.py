@@ -11,6 +11,7 @@ from pathlib import Path
 # own data/ and models/, and no make variable given to `make test` leaks into the commands tests run.
 os.environ["SHOPLENS_PROJECT_DIR"] = tempfile.mkdtemp(prefix="shoplens-tests-")
 os.environ.pop("SHOPLENS_GIVEN", None)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # failures read better without TensorFlow's C++ log lines
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,11 @@ def write_image(path, colour, size=(32, 32)):
     Image.fromarray(pixels).save(path, "JPEG")
 
 
+def word(i):
+    """A made-up word of its own for each number: ``vaa``, ``vab``, ..."""
+    return "v" + chr(97 + i // 26 % 26) + chr(97 + i % 26)
+
+
 def make_catalog(folder, n_per_category=12, rows=None, titles=True, images=True):
     """Write ``folder/catalog.csv`` (generic layout) and its images; return the folder.
 
@@ -43,8 +49,8 @@ def make_catalog(folder, n_per_category=12, rows=None, titles=True, images=True)
         for i in range(n_per_category):
             item = f"{c}{i:03d}"
             record = {"id": item, "category": category, "gender": ["Men", "Women"][i % 2]}
-            if titles:
-                record["title"] = f"Brand{i % 3} {category.split(' > ')[-1]} number {i} in Blue"
+            if titles:  # distinct after cleaning (which drops digits): the items are no duplicates of each other
+                record["title"] = f"Brand{i % 3} {category.split(' > ')[-1]} model {word(i)} in Blue"
             if images:
                 record["image"] = f"{item}.jpg"
                 write_image(folder / "images" / f"{item}.jpg", (60 * c, 100, 200 - 60 * c))
@@ -105,7 +111,8 @@ def run_notebook(name, project, from_its_folder=False):
 
 @pytest.fixture(scope="session")
 def demo_project(tmp_path_factory):
-    """A project folder with a 600-item demo catalog made into splits and features."""
+    """A project folder with a 600-item demo catalog made into splits and 32-pixel features (a few epochs on
+    them teach a model the demo's product types)."""
     from shoplens.data.demo_catalog import generate_demo_catalog
     from shoplens.data.make_dataset import make_dataset
     from shoplens.features.build_features import build_features
@@ -116,7 +123,7 @@ def demo_project(tmp_path_factory):
     processed = project / "data" / "processed"
     summary = make_dataset(catalog, min_items=5, interim_dir=project / "data" / "interim",
                            processed_dir=processed, progress=False)
-    build_features(processed_dir=processed, progress=False)
+    build_features(image_size=32, processed_dir=processed, progress=False)
     return project, summary
 
 

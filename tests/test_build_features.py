@@ -61,7 +61,7 @@ def test_vocabulary_and_labels_come_from_train_only(tmp_path):
     summary = build_features(processed_dir=processed, progress=False)
     features = load_features(processed / "features")
     assert "onlyintest" not in features["vocabulary"]
-    assert features["vocabulary"][:3] == ["blue", "brand", "number"]  # in every title: most frequent first
+    assert features["vocabulary"][:3] == ["blue", "brand", "model"]  # in every title: most frequent first
     assert features["labels"]["paths"] == sorted(CATEGORIES)
     assert features["labels"]["levels"]["product_category"] == ["Apparel", "Footwear"]
     data = json.loads((processed / "splits" / "summary.json").read_text())
@@ -71,7 +71,7 @@ def test_vocabulary_and_labels_come_from_train_only(tmp_path):
 def test_vocabulary_size_is_capped(tmp_path):
     processed = prepare(tmp_path)
     build_features(vocab_size=3, processed_dir=processed, progress=False)
-    assert load_features(processed / "features")["vocabulary"] == ["blue", "brand", "number"]
+    assert load_features(processed / "features")["vocabulary"] == ["blue", "brand", "model"]
 
 
 def test_text_only_and_image_only_catalogs(tmp_path):

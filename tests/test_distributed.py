@@ -8,7 +8,7 @@ import time
 
 import pytest
 import tensorflow as tf
-from conftest import SHOPLENS, run_cli
+from conftest import REPO, SHOPLENS, run_cli
 
 from shoplens import ShoplensError, config
 from shoplens.models.distribute import read_tf_config
@@ -173,3 +173,20 @@ def test_bad_tf_config_from_the_shell(demo_project, monkeypatch):
     result = run_cli(*TRAIN, "--epochs", 1, cwd=demo_project[0])
     assert result.returncode == 1 and "Error: TF_CONFIG is not valid JSON" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_keras_the_adapter_was_written_for_is_the_one_pinned_and_installed():
+    import re
+
+    import keras
+
+    from shoplens.models.distribute import ADAPTED_FOR_KERAS, check_keras_version
+
+    pinned = re.search(r"^keras==([\d.]+)", (REPO / "requirements.txt").read_text(), re.M).group(1)
+    assert pinned.startswith(ADAPTED_FOR_KERAS + "."), (
+        f"requirements.txt pins Keras {pinned}, but models/distribute.py mends the private fit of Keras "
+        f"{ADAPTED_FOR_KERAS}.x: check adapt_fit_to_strategy against Keras {pinned}, then update ADAPTED_FOR_KERAS")
+    assert keras.__version__ == pinned, f"Keras {keras.__version__} is installed, {pinned} is pinned: run make"
+    check_keras_version()
+    with pytest.raises(ShoplensError, match=r"mends private parts of Keras 3\.15\.x, and Keras 3\.16\.0 is installed"):
+        check_keras_version("3.16.0")

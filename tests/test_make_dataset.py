@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CATEGORIES, SHARED_FASHION, make_catalog, run_cli, write_image
+from conftest import CATEGORIES, SHARED_FASHION, make_catalog, run_cli, word, write_image
 from PIL import Image
 
 from shoplens import ShoplensError
@@ -88,7 +88,7 @@ def test_levels_and_cleaned_titles(tmp_path):
     train = splits(tmp_path)["train"]
     row = train[train["category"] == "Apparel > Topwear > Tshirts"].iloc[0]
     assert (row["product_category"], row["product_type"], row["product_details"]) == ("Apparel", "Topwear", "Tshirts")
-    assert row["clean_title"].split()[1:] == ["tshirt", "number", "blue"]
+    assert row["clean_title"].split()[1:3] == ["tshirt", "model"] and row["clean_title"].split()[-1] == "blue"
 
 
 def test_paths_are_cut_or_padded_to_the_levels(tmp_path):
@@ -99,7 +99,7 @@ def test_paths_are_cut_or_padded_to_the_levels(tmp_path):
     table = pd.concat(splits(tmp_path).values())
     assert set(table["category"]) >= {"A > B > C", "A > E > E"}
     run(tmp_path / "two", catalog, levels=2)
-    two = pd.read_parquet(tmp_path / "two" / "processed" / "splits" / "train.parquet")
+    two = pd.concat(splits(tmp_path / "two").values())
     assert {"level_1", "level_2"} <= set(two.columns) and "A > B" in set(two["category"])
 
 
@@ -118,7 +118,7 @@ def test_fashion_layout_and_named_columns(tmp_path):
         kind = ["Tshirts", "Jeans", "Watches"][i % 3]
         rows.append({"id": 100 + i, "gender": "Men", "masterCategory": "Apparel", "subCategory": "Wear",
                      "articleType": kind, "baseColour": "Blue", "season": "Fall", "year": 2011,
-                     "usage": "Casual", "productDisplayName": f"Roadster Men Blue {kind}"})
+                     "usage": "Casual", "productDisplayName": f"Roadster Men Blue {kind} {word(i)}"})
         write_image(folder / "images" / f"{100 + i}.jpg", (i * 8, 50, 50))
     pd.DataFrame(rows).to_csv(folder / "styles.csv", index=False)
     summary = run(tmp_path, folder, min_items=3)
@@ -264,3 +264,45 @@ def test_huge_images_are_refused_before_decoding(tmp_path):
     bad = [{"id": f"h{i}", "title": "huge", "image": "huge.png", "category": CATEGORIES[0]} for i in range(2)]
     summary = run(tmp_path, make_catalog(tmp_path / "cat", rows=bad))
     assert summary["excluded"] == {"image_too_large": 2}
+
+
+def catalog_with_duplicates(folder):
+    """36 items, 12 a category, in which colour variants share a title and some photos are filed twice: as the
+    same file, and re-encoded smaller at another JPEG quality."""
+    catalog = make_catalog(folder, n_per_category=12)
+    table = pd.read_csv(catalog / "catalog.csv", dtype=str)
+    for c in range(3):  # four variants of one product per category share its title
+        rows = table.index[table["id"].str.startswith(str(c))][:4]
+        table.loc[rows, "title"] = table.loc[rows[0], "title"]
+    images = catalog / "images"
+    rng = np.random.default_rng(0)
+    for item in table["id"]:  # photos with structure, so the perceptual hash tells them apart
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).resize((64, 64)).save(images / f"{item}.jpg")
+    table.loc[table["id"] == "0010", "image"] = "0011.jpg"  # the same file under two products
+    Image.open(images / "1011.jpg").resize((58, 58)).save(images / "1010.jpg", quality=70)  # re-encoded
+    table.to_csv(catalog / "catalog.csv", index=False)
+    return catalog
+
+
+@pytest.mark.parametrize("group_split", ["title,image", "title", "image"])
+def test_duplicates_never_cross_the_splits(tmp_path, group_split):
+    catalog = catalog_with_duplicates(tmp_path / "cat")
+    summary = run(tmp_path, catalog, group_split=group_split, split_ratios=(0.5, 0.25, 0.25))
+    parts = splits(tmp_path)
+    keys = {"title": ["clean_title"], "image": ["image_sha1", "image_phash"]}
+    for by in group_split.split(","):
+        for column in keys[by]:
+            where = pd.concat([part[[column]].assign(split=name) for name, part in parts.items()])
+            crossing = where.groupby(column)["split"].nunique()
+            assert (crossing == 1).all(), f"{column}: {list(crossing[crossing > 1].index)}"
+    assert sum(summary["splits"].values()) == 36
+    assert summary["duplicates"]["grouped_by"] == group_split.split(",")
+    shared = {"title,image": 12 + 2 + 2, "title": 12, "image": 4}[group_split]
+    assert summary["duplicates"]["items_in_shared_groups"] == shared
+
+
+def test_without_groups_duplicates_do_cross(tmp_path):
+    summary = run(tmp_path, catalog_with_duplicates(tmp_path / "cat"), group_split="none",
+                  split_ratios=(0.5, 0.25, 0.25))
+    assert summary["duplicates"]["items_in_shared_groups"] == 0
+    assert summary["duplicates"]["test_items_with_a_train_title"] > 0

@@ -9,7 +9,7 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, SHOPLENS, clean_env, make, run_notebook, scratch_project, write_image
+from conftest import REPO, SHOPLENS, clean_env, make, run_notebook, scratch_project, word, write_image
 
 pytestmark = pytest.mark.skipif(not (REPO / ".venv" / ".installed").exists(),
                                 reason="needs the project's .venv (make test)")
@@ -28,7 +28,7 @@ def write_shop(folder, per_class=16, prefix="g"):
         for i in range(per_class):
             sku = f"{prefix}{c}{i:02d}"
             write_image(folder / "photos" / f"{sku}.png", colour)
-            rows.append({"sku": sku, "name": f"Acme {path.split('/')[-1][:-1]} model {i} steel",
+            rows.append({"sku": sku, "name": f"Acme {path.split('/')[-1][:-1]} model {word(i)} steel",
                          "picture": f"{sku}.png", "path": path, "colour": ["Green", "Red"][i % 2]})
     pd.DataFrame(rows).to_csv(folder / "products.csv", index=False)
 

@@ -81,7 +81,7 @@ def test_extracted_features_hold_every_item_with_its_labels(gallery_project):
 
     # The rows are the image tower's output for each item's image, normalised.
     model, _ = load_named_model("multilabel_image", gallery_project / "models", gallery_project / "data" / "processed")
-    images = np.load(gallery_project / "data" / "processed" / "features" / "images_64_test.npy")[:3]
+    images = np.load(gallery_project / "data" / "processed" / "features" / "images_32_test.npy")[:3]
     direct = np.asarray(embedding_model(model).predict_on_batch(images), dtype=np.float32)
     direct /= np.linalg.norm(direct, axis=1, keepdims=True)
     first_test = int(np.flatnonzero(features["splits"] == "test")[0])
