@@ -241,26 +241,6 @@ def test_modes_the_catalog_cannot_serve(tmp_path):
     assert not (tmp_path / "models").exists()
 
 
-def test_weights_that_cannot_be_loaded(demo_project, tmp_path, monkeypatch):
-    project, _ = demo_project
-    with pytest.raises(ShoplensError, match="weights file not found"):
-        train(project, modelmode="image", backbone="mobilenetv2", weights=str(tmp_path / "none.h5"),
-              models_dir=tmp_path)
-    bad = tmp_path / "bad.weights.h5"
-    bad.write_text("not weights")
-    with pytest.raises(ShoplensError, match="cannot load as mobilenetv2 weights"):
-        train(project, modelmode="image", backbone="mobilenetv2", weights=str(bad), models_dir=tmp_path)
-
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
-    expected = "offline, give a copy of mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-    with pytest.raises(ShoplensError, match=f"{expected} .* as WEIGHTS=<file>"):
-        train(project, modelmode="image", backbone="mobilenetv2", weights="imagenet", models_dir=tmp_path)
-    assert not list(tmp_path.glob("multilabel_image"))
-
-
 def test_features_from_other_data_are_refused(trained_project, tmp_path):
     import shutil
 

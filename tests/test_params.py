@@ -52,10 +52,18 @@ def test_make_params_lists_every_option_and_sets_one_without_running_anything(pr
     assert rows["EPOCHS"].split()[1:3] == ["7", "params.yaml"]
     assert not (project / "data" / "processed").exists()
 
+    # A remembered flag is kept as 0 or 1 and read back as one.
+    make(project, "params", "FINETUNE=1", "CLASS_WEIGHTS=0")
+    assert params.load(project / "params.yaml") == {"EPOCHS": 7, "SEED": 3, "FINETUNE": 1, "CLASS_WEIGHTS": 0}
+    helped = subprocess.run([*SHOPLENS, "train", "--help"], cwd=project, capture_output=True, text=True,
+                            env=clean_env(SHOPLENS_PROJECT_DIR=str(project)))
+    assert helped.returncode == 0 and "--finetune / --frozen" in helped.stdout, helped.stderr
+    make(project, "params", "FINETUNE=0")
+
     bad = make(project, "params", "EPOCHS=many", check=False)
     assert bad.returncode != 0 and errors(bad) == ["Error: make command line: EPOCHS=many: 'many' is not a valid "
                                                   "integer range."]
-    assert params.load(project / "params.yaml") == {"EPOCHS": 7, "SEED": 3}
+    assert params.load(project / "params.yaml") == {"EPOCHS": 7, "SEED": 3, "FINETUNE": 0, "CLASS_WEIGHTS": 0}
 
 
 @pytest.mark.parametrize("option, message", [

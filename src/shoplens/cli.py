@@ -20,7 +20,7 @@ import click
 from click.core import ParameterSource
 
 from shoplens import ShoplensError, config, params
-from shoplens.outputs import disk_full_message
+from shoplens.outputs import disk_full_message, read_stage
 from shoplens.stages import run_stage
 
 
@@ -107,7 +107,11 @@ def _check(command_name, command, param, value, source):
 
 
 def _as_given(param, value):
-    return [value] if param.multiple and not isinstance(value, list) else value
+    """A value as if typed on the command line: params.yaml keeps numbers, and flags as 0 or 1, which click's
+    types read only as text."""
+    if param.multiple:
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return str(value)
 
 
 def _default_map(ctx):
@@ -414,17 +418,25 @@ def make_dataset_command(catalog, columns, image_dir, levels, language, min_item
         help="Title tokens the text model reads.")
 @_workers
 @_force
-def build_features_command(image_size, vocab_size, title_length, workers, force):
+def build_features_command(image_size, vocab_size, title_length, pretrained_image_size, workers, force):
+@option("--pretrained-image-size", default=config.PRETRAINED_IMAGE_SIZE,
+        type=click.IntRange(32, config.MAX_IMAGE_SIZE),
+        help="Side of the images a pretrained backbone reads; made when BACKBONE is one.")
     """Preprocess images and fit the vocabulary and label encoders into data/processed/features/."""
     from shoplens.pipeline import features_key
 
     def build():
         from shoplens.features.build_features import build_features
 
-        return build_features(image_size, vocab_size, title_length, workers=workers)
+    # Images at a pretrained backbone's size only for a project that trains one; once made, they are kept
+    # while the project trains the small CNN, so that going back and forth does not remake the features.
+    if resolved("BACKBONE") == "simple" and _published_pretrained_size() != pretrained_image_size:
+        pretrained_image_size = None
 
-    summary = run_stage("features", config.FEATURES_DIR, features_key(image_size, vocab_size, title_length), build,
-                        force, _echo_stage)
+        return build_features(image_size, vocab_size, title_length, pretrained_image_size, workers=workers)
+
+    key = features_key(image_size, vocab_size, title_length, pretrained_image_size)
+    summary = run_stage("features", config.FEATURES_DIR, key, build, force, _echo_stage)
     if summary:
         click.echo(describe_features(summary))
 
@@ -436,6 +448,11 @@ _MODELMODES = ("combined", "image", "text")
 def _model_options(command):
     command = option("--classmode", default=config.CLASSMODE, type=click.Choice(_CLASSMODES),
                      help="One softmax per level, or one over the full paths.")(command)
+def _published_pretrained_size():
+    record = read_stage(config.FEATURES_DIR)
+    return record["key"]["options"].get("PRETRAINED_IMAGE_SIZE") if record else None
+
+
     return option("--modelmode", default=config.MODELMODE, type=click.Choice(_MODELMODES),
                   help="What the model reads.")(command)
 
@@ -446,7 +463,14 @@ def _model_options(command):
         type=click.Choice(["vgg16", "mobilenetv2", "efficientnetb0", "resnet50", "simple"]),
         help="Image tower backbone.")
 @option("--weights", default=config.WEIGHTS, type=_Weights(), help="Backbone weights: imagenet, none or a file.")
-@option("--finetune/--frozen", default=config.FINETUNE, help="Train the backbone too, or keep it frozen.")
+@option("--finetune/--frozen", default=config.FINETUNE,
+        help="After the heads, train the top blocks of a pretrained backbone too, or keep it frozen.")
+@option("--finetune-blocks", default=config.FINETUNE_BLOCKS, type=click.IntRange(min=1),
+        help="Blocks of the backbone, from the top, that fine-tuning trains.")
+@option("--finetune-epochs", default=config.FINETUNE_EPOCHS, type=click.IntRange(min=1),
+        help="Epochs of fine-tuning, after the heads' EPOCHS.")
+@option("--finetune-learning-rate", default=config.FINETUNE_LEARNING_RATE,
+        callback=lambda ctx, param, value: _learning_rate(value), help="Adam's rate while fine-tuning.")
 @option("--text-encoder", default=config.TEXT_ENCODER, type=click.Choice(["bag", "cnn", "lstm"]),
         help="Text tower encoder.")
 @option("--epochs", default=config.EPOCHS, type=click.IntRange(min=1),
@@ -470,8 +494,9 @@ def _model_options(command):
               help="Train the models search uses instead: SEARCH_IMAGE_MODEL, and SEARCH_TEXT_MODEL where the "
                    "catalog has titles.")
 @_force
-def train(classmode, modelmode, backbone, weights, finetune, text_encoder, epochs, batch_size, learning_rate,
-          patience, class_weights, precision, seed, strategy, for_search, force):
+def train(classmode, modelmode, backbone, weights, finetune, finetune_blocks, finetune_epochs,
+          finetune_learning_rate, text_encoder, epochs, batch_size, learning_rate, patience, class_weights, precision,
+          seed, strategy, for_search, force):
     """Train a classifier on the features into models/<classmode>_<modelmode>/."""
     from shoplens.pipeline import features_summary, model_dir, resolve_learning_rate, train_key
 
@@ -482,11 +507,12 @@ def train(classmode, modelmode, backbone, weights, finetune, text_encoder, epoch
             names.append(resolved("SEARCH_TEXT_MODEL"))
     for name in names:
         classmode, _, modelmode = name.partition("_")
-        rate = resolve_learning_rate(learning_rate, modelmode)
         options = dict(classmode=classmode, modelmode=modelmode, backbone=backbone, weights=weights,
                        finetune=finetune, text_encoder=text_encoder, epochs=epochs, batch_size=batch_size,
-                       learning_rate=rate, patience=patience, class_weights=class_weights, precision=precision,
-                       seed=seed, strategy=strategy)
+                       learning_rate=resolve_learning_rate(learning_rate, modelmode), patience=patience,
+                       class_weights=class_weights, precision=precision, seed=seed, strategy=strategy,
+                       finetune_blocks=finetune_blocks, finetune_epochs=finetune_epochs,
+                       finetune_learning_rate=resolve_learning_rate(finetune_learning_rate, modelmode))
 
         def build(options=options):
             _tensorflow()

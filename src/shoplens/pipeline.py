@@ -28,6 +28,7 @@ CODE = {
     "text features": ("features/build_features.py",),
     "model": ("models/build_model.py", "models/datasets.py", "models/distribute.py", "models/inputs.py",
               "models/train_model.py"),
+    "backbone features": ("models/backbone_features.py", "models/build_model.py"),
     "evaluation": ("models/predict_model.py", "models/decode.py", "visualization/model_figures.py"),
     "embeddings": ("models/extract_features.py",),
     "index": ("search/index.py",),
@@ -80,10 +81,12 @@ def dataset_key(catalog=config.CATALOG, columns=None, levels=config.LEVELS, lang
 
 
 def features_key(image_size=config.IMAGE_SIZE, vocab_size=config.VOCAB_SIZE, title_length=config.TITLE_LENGTH,
-                 processed_dir=config.PROCESSED_DIR):
-    """The features: the data and the feature options."""
+                 pretrained_image_size=None, processed_dir=config.PROCESSED_DIR):
+    """The features: the data and the feature options (``pretrained_image_size``: also images of that side,
+    for a pretrained backbone)."""
     data = published_version(config.splits_dir(processed_dir), "data")
-    return {"options": {"IMAGE_SIZE": image_size, "VOCAB_SIZE": vocab_size, "TITLE_LENGTH": title_length},
+    return {"options": {"IMAGE_SIZE": image_size, "VOCAB_SIZE": vocab_size, "TITLE_LENGTH": title_length,
+                        "PRETRAINED_IMAGE_SIZE": pretrained_image_size},
             "upstream": {"data": data}, "code": code_version(*CODE["images"], *CODE["text features"])}
 
 
@@ -139,7 +142,8 @@ def train_key(classmode=config.CLASSMODE, modelmode=config.MODELMODE, backbone=c
               weights=config.WEIGHTS, finetune=config.FINETUNE, text_encoder=config.TEXT_ENCODER, epochs=config.EPOCHS,
               batch_size=config.BATCH_SIZE, learning_rate=config.LEARNING_RATE, patience=config.PATIENCE,
               class_weights=config.CLASS_WEIGHTS, precision=config.PRECISION, seed=config.SEED,
-              strategy=config.STRATEGY, features_dir=config.FEATURES_DIR):
+              strategy=config.STRATEGY, finetune_blocks=config.FINETUNE_BLOCKS, finetune_epochs=config.FINETUNE_EPOCHS,
+              finetune_learning_rate=config.FINETUNE_LEARNING_RATE, features_dir=config.FEATURES_DIR):
     """A model: the options of its mode, the parts of the features it reads, a weights file it loads, its code."""
     features = features_summary(features_dir)
     options = {"CLASSMODE": classmode, "MODELMODE": modelmode, "EPOCHS": epochs, "BATCH_SIZE": batch_size,
@@ -150,11 +154,15 @@ def train_key(classmode=config.CLASSMODE, modelmode=config.MODELMODE, backbone=c
     inputs = {}
     if modelmode != "text" and features["has_images"]:
         options["BACKBONE"] = backbone
-        upstream["images"] = versions[f"images_{features['image_size']}"]
+        size = features["image_size"] if backbone == "simple" else features.get("pretrained_image_size")
+        upstream["images"] = versions.get(f"images_{size}")
         if backbone != "simple":
             options.update(WEIGHTS=str(weights), FINETUNE=bool(finetune))
             if weights_kind(weights) == "file" and Path(weights).is_file():
                 inputs["weights file"] = file_fingerprint(weights)
+            if finetune:
+                options.update(FINETUNE_BLOCKS=finetune_blocks, FINETUNE_EPOCHS=finetune_epochs,
+                               FINETUNE_LEARNING_RATE=resolve_learning_rate(finetune_learning_rate, modelmode))
     if modelmode != "image" and features["has_titles"]:
         options["TEXT_ENCODER"] = text_encoder
         upstream["text features"] = versions["text"]

@@ -37,23 +37,29 @@ def build_features(
     image_size=config.IMAGE_SIZE,
     vocab_size=config.VOCAB_SIZE,
     title_length=config.TITLE_LENGTH,
+    pretrained_image_size=None,
     processed_dir=config.PROCESSED_DIR,
     workers=config.WORKERS,
     progress=True,
 ):
-    """Build every feature the models need from the processed splits, publish them; return the run's summary."""
+    """Build every feature the models need from the processed splits, publish them; return the run's summary.
+
+    Images are made at ``image_size`` (the small CNN's) and, given ``pretrained_image_size``, at that size too
+    (a pretrained backbone's).
+    """
     started = time.perf_counter()
-    check_image_size(image_size)
+    for size in (image_size, pretrained_image_size or image_size):
+        check_image_size(size)
     if vocab_size < 2:
         raise ShoplensError(f"VOCAB_SIZE must be at least 2, got {vocab_size}")
     if title_length < 1:
         raise ShoplensError(f"TITLE_LENGTH must be at least 1, got {title_length}")
     features_dir = config.features_dir(processed_dir)
-    key = features_key(image_size, vocab_size, title_length, processed_dir)
+    key = features_key(image_size, vocab_size, title_length, pretrained_image_size, processed_dir)
     data = load_summary(processed_dir)
     splits = {name: load_split(name, processed_dir) for name in config.SPLITS}
     train = splits["train"]
-    sizes = [image_size] if data["has_images"] else []
+    sizes = sorted({image_size, pretrained_image_size or image_size}) if data["has_images"] else []
     versions = feature_part_versions(data["data_version"], sizes, vocab_size if data["has_titles"] else None,
                                      title_length)
     previous = _previous(features_dir)
@@ -65,6 +71,7 @@ def build_features(
         "has_images": data["has_images"],
         "has_titles": data["has_titles"],
         "image_size": image_size if data["has_images"] else None,
+        "pretrained_image_size": pretrained_image_size if data["has_images"] else None,
         "image_sizes": sizes,
         "title_length": title_length if data["has_titles"] else None,
         "versions": versions,

@@ -4,8 +4,18 @@
 Every model takes a dict of inputs, ``{"image": uint8 (size, size, 3)}`` and/or
 ``{"title": cleaned title string}``, so preprocessing lives inside the saved model
 and a reloaded model needs nothing but :mod:`shoplens` to predict.
+
+A pretrained backbone is built into the model's own graph, not nested, so training
+can start part-way up it: :func:`backbone_cut` names the layer below the blocks
+that are trained (or the pooled features when none is), and a model from that
+layer's output to the heads trains on activations computed once
+(:mod:`shoplens.models.backbone_features`). Its batch-norm layers always run in
+inference mode: they hold the statistics the weights were trained with, and
+normalising by a batch's statistics instead destroys the features.
 """
+import re
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 from keras import layers
@@ -13,15 +23,27 @@ from keras import layers
 from shoplens import ShoplensError
 from shoplens.pipeline import weights_kind
 
-# keras.applications backbones: their module (for preprocess_input), constructor, and the file of headless
-# ImageNet weights that WEIGHTS=imagenet downloads (a copy of it can be given as WEIGHTS=<file> offline).
+
+class Backbone(NamedTuple):
+    module: str  # keras.applications module, for preprocess_input
+    constructor: str
+    download: str  # the file of headless ImageNet weights WEIGHTS=imagenet downloads; offline, give a copy of it
+    block: str  # a pattern of the names of a block's layers; the last layer matched per block is its output
+
+
 BACKBONES = {
-    "vgg16": ("vgg16", "VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "mobilenetv2": ("mobilenet_v2", "MobileNetV2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
-    "efficientnetb0": ("efficientnet", "EfficientNetB0", "efficientnetb0_notop.h5"),
-    "resnet50": ("resnet50", "ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "vgg16": Backbone("vgg16", "VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", r"(block\d)_pool"),
+    "mobilenetv2": Backbone("mobilenet_v2", "MobileNetV2",
+                            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+                            r"block_(\d+)_(?:add|project_BN)"),
+    "efficientnetb0": Backbone("efficientnet", "EfficientNetB0", "efficientnetb0_notop.h5",
+                               r"block(\d[a-z])_(?:add|project_bn)"),
+    "resnet50": Backbone("resnet50", "ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                         r"conv(\d_block\d+)_out"),
 }
+MIN_IMAGE_SIZE = 32  # the smallest input of every keras.applications backbone above
 TEXT_ENCODERS = ("bag", "cnn", "lstm")
+IMAGE_FEATURES = "image_features"  # a pretrained backbone's pooled output
 IMAGE_EMBEDDING = "image_embedding"  # the layer feature extraction reads
 TEXT_EMBEDDING = "text_embedding"
 
@@ -35,14 +57,14 @@ class BackbonePreprocess(layers.Layer):
         self.backbone = backbone
 
     def call(self, inputs):
-        return getattr(keras.applications, BACKBONES[self.backbone][0]).preprocess_input(inputs)
+        return getattr(keras.applications, BACKBONES[self.backbone].module).preprocess_input(inputs)
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone}
 
 
 def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbone="vgg16", weights="imagenet",
-                finetune=False, text_encoder="bag", embedding_dim=64, dropout=0.3, modality_dropout=0.3):
+                finetune_blocks=0, text_encoder="bag", embedding_dim=64, dropout=0.3, modality_dropout=0.3):
     """Build an uncompiled classifier.
 
     Parameters
@@ -59,8 +81,9 @@ def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbo
     backbone : {"vgg16", "mobilenetv2", "efficientnetb0", "resnet50", "simple"}
     weights : {"imagenet", "none"} or path
         Backbone weights: downloaded ImageNet ones, random, or a local weights file.
-    finetune : bool
-        Train the backbone's weights too (otherwise they stay frozen).
+    finetune_blocks : int
+        Blocks of a pretrained backbone, counted from the top, whose weights train (the
+        layers after them too); 0 keeps the backbone frozen.
     text_encoder : {"bag", "cnn", "lstm"}
     dropout, modality_dropout : float
         Dropout before the heads; and, in a combined model, the share of items whose
@@ -69,7 +92,7 @@ def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbo
     inputs, features = {}, []
     if image_size:
         inputs["image"] = keras.Input((image_size, image_size, 3), dtype="uint8", name="image")
-        features.append(image_tower(inputs["image"], backbone, weights, finetune))
+        features.append(image_tower(inputs["image"], backbone, weights, finetune_blocks))
     if vocabulary:
         inputs["title"] = keras.Input((), dtype="string", name="title")
         features.append(text_tower(inputs["title"], vocabulary, title_length, text_encoder, embedding_dim))
@@ -87,7 +110,7 @@ def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbo
     return keras.Model(inputs, outputs, name="shoplens_classifier")
 
 
-def image_tower(image, backbone="vgg16", weights="imagenet", finetune=False, embedding_dim=256):
+def image_tower(image, backbone="vgg16", weights="imagenet", finetune_blocks=0, embedding_dim=256):
     """Preprocess, run the backbone, project to an embedding.
 
     Augmentation happens in the training input pipeline (:func:`shoplens.models.datasets.augment`),
@@ -97,12 +120,42 @@ def image_tower(image, backbone="vgg16", weights="imagenet", finetune=False, emb
     if backbone == "simple":
         x = simple_cnn(x)
     else:
-        x = BackbonePreprocess(backbone)(x)
-        base = _pretrained(backbone, weights, tuple(image.shape[1:]))
-        base.trainable = finetune
-        # A frozen base also keeps its batch-norm statistics frozen (training=False).
-        x = base(x, training=None if finetune else False)
+        x = pretrained_backbone(BackbonePreprocess(backbone)(x), backbone, weights, finetune_blocks)
     return layers.Dense(embedding_dim, activation="relu", name=IMAGE_EMBEDDING)(x)
+
+
+def pretrained_backbone(x, backbone, weights, finetune_blocks=0):
+    """A ``keras.applications`` backbone built on ``x``, pooled: its layers join the model's own graph.
+
+    Every layer is frozen but those after the cut (:func:`backbone_cut`); batch norm
+    stays frozen everywhere, so it runs in inference mode even while the blocks around
+    it fine-tune.
+    """
+    base = _pretrained(backbone, weights, x)
+    cut = backbone_cut(base, backbone, finetune_blocks)
+    names = [layer.name for layer in base.layers]
+    after_cut = set(names[names.index(cut) + 1:]) if cut else set()
+    for layer in base.layers:
+        layer.trainable = layer.name in after_cut and not isinstance(layer, layers.BatchNormalization)
+    return layers.GlobalAveragePooling2D(name=IMAGE_FEATURES)(base.output)
+
+
+def backbone_cut(model, backbone, finetune_blocks):
+    """The layer whose output training reads instead of the image: the output of the block below the
+    ``finetune_blocks`` top ones, or, with none to fine-tune, the pooled features."""
+    if not finetune_blocks:
+        return IMAGE_FEATURES if IMAGE_FEATURES in [layer.name for layer in model.layers] else None
+    pattern = re.compile(BACKBONES[backbone].block)
+    block_outputs = {}  # block id -> its last layer, in order
+    for layer in model.layers:
+        found = pattern.fullmatch(layer.name)
+        if found:
+            block_outputs[found.group(1)] = layer.name
+    outputs = list(block_outputs.values())
+    if not 1 <= finetune_blocks < len(outputs):
+        raise ShoplensError(f"FINETUNE_BLOCKS must be from 1 to {len(outputs) - 1} for {backbone}, "
+                            f"got {finetune_blocks}")
+    return outputs[-1 - finetune_blocks]
 
 
 def simple_cnn(x):
@@ -146,28 +199,26 @@ def text_tower(title, vocabulary, title_length=16, encoder="bag", embedding_dim=
     return layers.Dense(128, activation="relu", name=TEXT_EMBEDDING)(x)
 
 
-def _pretrained(backbone, weights, input_shape):
-    """A headless ``keras.applications`` backbone with global average pooling."""
+def _pretrained(backbone, weights, x):
+    """A headless ``keras.applications`` backbone on the tensor ``x``, with its weights."""
     if backbone not in BACKBONES:
         raise ShoplensError(f"unknown BACKBONE '{backbone}' (choose from {', '.join([*BACKBONES, 'simple'])})")
-    _, constructor, download = BACKBONES[backbone]
-    constructor = getattr(keras.applications, constructor)
+    constructor, download = getattr(keras.applications, BACKBONES[backbone].constructor), BACKBONES[backbone].download
+    if x.shape[1] < MIN_IMAGE_SIZE:  # Keras only warns, given an input tensor: the features would be one pixel
+        raise ShoplensError(f"BACKBONE={backbone} cannot read {x.shape[1]} px images (at least {MIN_IMAGE_SIZE}); "
+                            "use a larger PRETRAINED_IMAGE_SIZE")
     kind = weights_kind(weights)
     if kind == "file" and not Path(weights).is_file():
         raise ShoplensError(f"{weights}: weights file not found (WEIGHTS takes imagenet, none or a file)")
     if kind == "imagenet":
         try:
-            return constructor(include_top=False, weights="imagenet", input_shape=input_shape, pooling="avg")
+            return constructor(include_top=False, weights="imagenet", input_tensor=x)
         except Exception as err:  # keras.utils.get_file raises a bare Exception when offline
             raise ShoplensError(
                 f"cannot download the ImageNet weights of {backbone} ({_first_line(err)}); offline, give a copy of "
                 f"{download} (or a Keras .weights.h5 of the same network) as WEIGHTS=<file>"
             ) from None
-    try:
-        base = constructor(include_top=False, weights=None, input_shape=input_shape, pooling="avg")
-    except ValueError as err:  # e.g. "Input size must be at least 32x32"
-        raise ShoplensError(f"BACKBONE={backbone} cannot read {input_shape[0]} px images ({_first_line(err)}); "
-                            "use a larger IMAGE_SIZE") from None
+    base = constructor(include_top=False, weights=None, input_tensor=x)
     if kind == "file":
         try:
             base.load_weights(weights)

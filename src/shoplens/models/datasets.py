@@ -1,34 +1,52 @@
 """The ``tf.data`` pipeline that streams model inputs and targets, and the augmentation inside it."""
+import numpy as np
 import tensorflow as tf
 
 from shoplens import config
 
 
 def tf_dataset(inputs, targets=None, batch_size=config.BATCH_SIZE, shuffle=False, seed=config.SEED,
-               sample_weight=None, augment_images=False):
+               sample_weight=None, augment_images=False, order=None):
     """Batches of ``(inputs, targets[, sample_weight])``, streamed in order or shuffled each epoch.
 
-    Images are gathered a batch at a time from the memory-mapped array, so any catalog
-    size streams in constant memory; everything else is small and held as tensors.
-    With ``augment_images`` (training), each batch of images is augmented by :func:`augment`.
+    Arrays of more than one dimension (images, a backbone's activations) are gathered a
+    batch at a time from their memory-mapped files, so any catalog size streams in
+    constant memory; everything else is small and held as tensors. An ``image_features``
+    array with a leading axis of views (``(views, n, ...)``) gives each item a view drawn
+    afresh every epoch when shuffling (training), and the first view otherwise. With
+    ``augment_images`` (training), each batch of images is augmented by :func:`augment`.
+    ``order`` gives the inputs as a tuple in that order, for models whose inputs are not named.
     Under a ``tf.distribute`` strategy ``batch_size`` is the global batch, split among the replicas.
     """
-    n = len(next(iter(inputs.values())))
-    images = inputs.get("image")
-    tensors = {name: tf.constant(value) for name, value in inputs.items() if name != "image"}
+    n = len(next(iter(targets.values()))) if targets else len(inputs.get("title", next(iter(inputs.values()))))
+    streamed = {name: value for name, value in inputs.items() if isinstance(value, np.ndarray) and value.ndim > 1}
+    tensors = {name: tf.constant(value) for name, value in inputs.items() if name not in streamed}
     if targets is not None:
         tensors.update({f"target/{name}": tf.constant(value) for name, value in targets.items()})
     if sample_weight is not None:
         tensors["sample_weight"] = tf.constant(sample_weight, dtype=tf.float32)
 
+    def rows(array, viewed):
+        def take(index):
+            if not viewed:
+                return np.asarray(array[index])
+            views = np.random.randint(array.shape[0], size=len(index)) if shuffle else np.zeros(len(index), int)
+            return np.asarray(array[views, index])
+        return take
+
     def gather(index):
         batch = {name: tf.gather(value, index) for name, value in tensors.items()}
-        if images is not None:
-            pixels = tf.numpy_function(lambda i: images[i], [index], tf.uint8)
-            batch["image"] = tf.ensure_shape(pixels, (None, *images.shape[1:]))
-            if augment_images:
-                batch["image"] = augment(batch["image"])
+        for name, array in streamed.items():
+            viewed = array.ndim > 2 and array.shape[0] != n and array.shape[1] == n
+            shape = array.shape[2:] if viewed else array.shape[1:]
+            dtype = tf.uint8 if array.dtype == np.uint8 else tf.float32
+            pixels = tf.numpy_function(rows(array, viewed), [index], tf.as_dtype(array.dtype))
+            batch[name] = tf.cast(tf.ensure_shape(pixels, (None, *shape)), dtype)
+        if augment_images and "image" in batch:
+            batch["image"] = augment(batch["image"])
         x = {name: batch[name] for name in inputs}
+        if order is not None:
+            x = tuple(x[name] for name in order)
         if targets is None:
             return x
         y = {name: batch[f"target/{name}"] for name in targets}
