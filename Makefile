@@ -24,8 +24,9 @@ SHOPLENS = SHOPLENS_GOAL=$(filter $@,$(MAKECMDGOALS)) $(BIN)/shoplens
 export SHOPLENS_GIVEN := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $v)),$v)))
 
 .PHONY: help demo test params demo-catalog data features model_train model_predict search_models \
-	model_extract_features merge_features index search evaluate_search serve tensorboard benchmark \
-	benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale docs lint clean lock
+	model_extract_features merge_features index search evaluate_search audit serve tensorboard benchmark \
+	benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale benchmark-audit docs lint \
+	clean lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -39,6 +40,8 @@ demo: | $(INSTALLED) ## Set up, generate the demo catalog and run the pipeline o
 		GRID=reports/figures/search_image.png
 	@echo
 	@$(MAKE) --no-print-directory search QUERY="red running shoes for men" GRID=reports/figures/search_text.png
+	@echo
+	@$(MAKE) --no-print-directory audit
 	@echo
 	@$(SHOPLENS) summary
 	@echo "results: data/processed/, models/, reports/demo/; options of this project: params.yaml (make params)"
@@ -83,13 +86,16 @@ search: index ## Search by IMAGE=photo, QUERY="text" or ITEM=id (K, FILTERS=gend
 evaluate_search: index ## Image search quality: precision@k of test products against train products
 	@$(SHOPLENS) evaluate-search
 
+audit: data ## Find products filed under a wrong category, and duplicates (AUDIT_FOLDS, AUDIT_HASH_DISTANCE)
+	@$(SHOPLENS) audit
+
 serve: index ## The web gallery and its JSON API on http://HOST:PORT (waitress)
 	@$(SHOPLENS) serve
 
 tensorboard: | $(INSTALLED) ## TensorBoard on logs/
 	$(BIN)/tensorboard --logdir logs
 
-benchmark: benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale ## Every benchmark
+benchmark: benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale benchmark-audit ## Every benchmark
 
 benchmark-data: | $(INSTALLED) ## Time data + features on a 100,000-item demo catalog
 	$(BIN)/python benchmarks/data.py
@@ -102,6 +108,9 @@ benchmark-search: | $(INSTALLED) ## Exact and FAISS search on 100k and 1M vector
 
 benchmark-serve: | $(INSTALLED) ## Load-test the gallery API (20 clients, 30 s per endpoint) on a demo project
 	$(BIN)/python benchmarks/serve.py
+
+benchmark-audit: | $(INSTALLED) ## The audit on the fashion catalog with planted label errors and duplicates
+	$(BIN)/python benchmarks/audit.py
 
 benchmark-scale: | $(INSTALLED) ## The whole pipeline on a 100,000-item demo catalog: time and memory per stage
 	$(BIN)/python benchmarks/scale.py

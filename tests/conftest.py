@@ -130,7 +130,8 @@ def demo_project(tmp_path_factory):
 @pytest.fixture(scope="session")
 def gallery_project(demo_project, tmp_path_factory):
     """A copy of the demo project ready to search and serve: the image and text models (one epoch each),
-    the image embeddings and the search index. Its own copy, so no other test's training changes it."""
+    the image embeddings, the search index and the audit. Its own copy, so no other test's training changes it."""
+    from shoplens.audit.audit import audit
     from shoplens.models.extract_features import extract_features, load_features_file
     from shoplens.models.train_model import train_model
     from shoplens.search.index import index_for
@@ -147,4 +148,5 @@ def gallery_project(demo_project, tmp_path_factory):
     models = project / "models"
     index_for(load_features_file(models / "embeddings" / "extracted_features.npz", processed_dir=processed),
               models_dir=models)
+    audit(processed_dir=processed, reports_dir=project / "reports")
     return project

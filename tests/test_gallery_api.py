@@ -39,8 +39,9 @@ def thumbs_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(repository, image_dir, thumbs_dir):
-    app = create_app(repository, image_dir=image_dir, thumbnails=Thumbnails(thumbs_dir), page_size=10, k=6)
+def client(repository, image_dir, thumbs_dir, gallery_project):
+    app = create_app(repository, image_dir=image_dir, thumbnails=Thumbnails(thumbs_dir), page_size=10, k=6,
+                     reports_dir=gallery_project / "reports")
     return app.test_client()
 
 
@@ -304,6 +305,39 @@ def test_the_product_page_shows_details_and_similar_products(client, catalog):
     assert page.count('class="card"') == 6  # the app's k
     missing = client.get("/item/no-such-product")
     assert missing.status_code == 404 and "no product with id" in missing.get_data(as_text=True)
+
+
+def test_the_audit_lists_flagged_products_and_duplicates_by_category(client, catalog, gallery_project):
+    everything = client.get("/api/audit?limit=200").json
+    flagged = pd.read_csv(next(gallery_project.glob("reports/*/audit/label_issues.csv")), dtype={"id": str})
+    assert everything["label_issues"]["total"] == len(flagged) > 0
+    first = everything["label_issues"]["items"][0]
+    assert first["id"] == flagged.iloc[0]["id"] and first["thumbnail"] == f"/thumb/{first['id']}"
+    assert first["given_probability"] < first["suggested_probability"]
+    assert client.get(first["thumbnail"]).status_code == 200
+    for group in everything["duplicates"]["groups"]:
+        assert group["size"] == len(group["items"]) >= 2
+        assert group["categories_disagree"] == (len({i["category"] for i in group["items"]}) > 1)
+
+    category = first["category"].split(" > ")[0]
+    some = client.get("/api/audit", query_string={"category": category, "limit": 3}).json
+    assert 0 < len(some["label_issues"]["items"]) <= 3 and len(some["duplicates"]["groups"]) <= 3
+    for item in some["label_issues"]["items"]:
+        assert item["category"].startswith(category) or item["suggested_path"].startswith(category)
+    for group in some["duplicates"]["groups"]:
+        assert any(i["category"].startswith(category) for i in group["items"])
+
+    page = client.get("/audit", query_string={"category": category, "limit": 3}).get_data(as_text=True)
+    assert page.count('class="card audit-card"') == len(some["label_issues"]["items"])
+    assert f'value="{escape(category)}" selected' in page
+    assert client.get("/api/audit?color=red").status_code == 400
+
+
+def test_a_catalog_not_audited_yet_says_what_to_run(repository, tmp_path):
+    app = create_app(repository, thumbnails=Thumbnails(tmp_path / "thumbs"), reports_dir=tmp_path).test_client()
+    missing = app.get("/api/audit")
+    assert missing.status_code == 404 and "run `make audit`" in missing.json["error"]
+    assert "run <code>make audit</code>" in app.get("/audit").get_data(as_text=True)
 
 
 def test_label():

@@ -216,3 +216,31 @@ def test_the_page_fits_a_phone(server, browser):
     page.click("#filter-panel summary")
     assert page.locator("#filter-gender").is_visible()
     page.close()
+
+
+@needs_chromium
+def test_the_audit_page_shows_flagged_products_filtered_by_category(server, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(server + "/")
+    with page.expect_navigation():
+        page.click("text=Audit")
+    assert "Catalog audit" in page.inner_text("h1")
+    cards = page.locator("#label-issues .audit-card")
+    assert cards.count() >= 1
+    first = cards.locator("img").first
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=first.element_handle())
+    assert "filed under" in cards.first.inner_text() and "looks like" in cards.first.inner_text()
+
+    # A category, applied as soon as it is chosen: only products filed under it, or suggested for it, remain.
+    category = page.locator("#audit-category option").nth(1).get_attribute("value")
+    with page.expect_navigation():
+        page.select_option("#audit-category", category)
+    assert parse_qs(urlsplit(page.url).query)["category"] == [category]
+    shown = json.loads(request(server, "GET", "/api/audit?" + urlsplit(page.url).query)[2])
+    assert page.locator("#label-issues .audit-card").count() == len(shown["label_issues"]["items"])
+    for item in shown["label_issues"]["items"]:
+        assert item["category"].startswith(category) or item["suggested_path"].startswith(category)
+    assert not errors, errors
+    page.close()

@@ -346,26 +346,29 @@ _force = option("--force", is_flag=True, remember=False, callback=_force_the_goa
         help="Random seed; the same seed gives the same catalog.")
 @option("--image-size", var="DEMO_IMAGE_SIZE", default=config.DEMO_IMAGE_SIZE, type=click.IntRange(32, 1024),
         help="Image side in pixels.")
+@option("--planted", var="DEMO_PLANTED", default=config.DEMO_PLANTED, type=click.FloatRange(0, 0.5),
+        help="Share of products filed under a wrong category, and again as many duplicated, for the audit to find.")
 @_workers
 @_force
-def demo_catalog_command(n, seed, image_size, workers, force):
+def demo_catalog_command(n, seed, image_size, planted, workers, force):
     """Generate the synthetic demo catalog: data/raw/demo/catalog.csv and images/."""
-    _demo_catalog(n, seed, image_size, workers, force)
+    _demo_catalog(n, seed, image_size, planted, workers, force)
 
 
-def _demo_catalog(n, seed, image_size, workers, force=False):
+def _demo_catalog(n, seed, image_size, planted, workers, force=False):
     from shoplens.pipeline import demo_catalog_key
 
     def build():
         from shoplens.data.demo_catalog import make_demo_catalog
 
-        return make_demo_catalog(config.DEMO_CATALOG_DIR, n, seed, image_size, workers)
+        return make_demo_catalog(config.DEMO_CATALOG_DIR, n, seed, image_size, workers, planted=planted)
 
-    summary = run_stage("demo catalog", config.DEMO_CATALOG_DIR, demo_catalog_key(n, seed, image_size), build, force,
-                        _echo_stage)
+    summary = run_stage("demo catalog", config.DEMO_CATALOG_DIR, demo_catalog_key(n, seed, image_size, planted),
+                        build, force, _echo_stage)
     if summary:
         click.echo(f"wrote {summary['n']:,} items to {_rel(config.DEMO_CATALOG_DIR)}/catalog.csv and images/ "
-                   f"({summary['seconds']:.1f} s)")
+                   f"({summary['planted']:,} filed under a wrong category and as many duplicates planted; "
+                   f"{summary['seconds']:.1f} s)")
 
 
 @main.command("make-dataset")
@@ -399,7 +402,7 @@ def make_dataset_command(catalog, columns, image_dir, levels, language, min_item
                             image_dir=image_dir, workers=workers)
 
     if catalog == "demo":
-        demo = ("DEMO_N", "DEMO_SEED", "DEMO_IMAGE_SIZE")
+        demo = ("DEMO_N", "DEMO_SEED", "DEMO_IMAGE_SIZE", "DEMO_PLANTED")
         _demo_catalog(*map(resolved, demo), workers)
         _remember_given(demo)
     image_dir = image_dir or None
@@ -416,22 +419,22 @@ def make_dataset_command(catalog, columns, image_dir, levels, language, min_item
 @option("--vocab-size", default=config.VOCAB_SIZE, type=click.IntRange(min=2), help="Largest title vocabulary.")
 @option("--title-length", default=config.TITLE_LENGTH, type=click.IntRange(min=1),
         help="Title tokens the text model reads.")
-@_workers
-@_force
-def build_features_command(image_size, vocab_size, title_length, pretrained_image_size, workers, force):
 @option("--pretrained-image-size", default=config.PRETRAINED_IMAGE_SIZE,
         type=click.IntRange(32, config.MAX_IMAGE_SIZE),
         help="Side of the images a pretrained backbone reads; made when BACKBONE is one.")
+@_workers
+@_force
+def build_features_command(image_size, vocab_size, title_length, pretrained_image_size, workers, force):
     """Preprocess images and fit the vocabulary and label encoders into data/processed/features/."""
     from shoplens.pipeline import features_key
-
-    def build():
-        from shoplens.features.build_features import build_features
 
     # Images at a pretrained backbone's size only for a project that trains one; once made, they are kept
     # while the project trains the small CNN, so that going back and forth does not remake the features.
     if resolved("BACKBONE") == "simple" and _published_pretrained_size() != pretrained_image_size:
         pretrained_image_size = None
+
+    def build():
+        from shoplens.features.build_features import build_features
 
         return build_features(image_size, vocab_size, title_length, pretrained_image_size, workers=workers)
 
@@ -445,14 +448,14 @@ _CLASSMODES = ("multilabel", "multiclass")
 _MODELMODES = ("combined", "image", "text")
 
 
-def _model_options(command):
-    command = option("--classmode", default=config.CLASSMODE, type=click.Choice(_CLASSMODES),
-                     help="One softmax per level, or one over the full paths.")(command)
 def _published_pretrained_size():
     record = read_stage(config.FEATURES_DIR)
     return record["key"]["options"].get("PRETRAINED_IMAGE_SIZE") if record else None
 
 
+def _model_options(command):
+    command = option("--classmode", default=config.CLASSMODE, type=click.Choice(_CLASSMODES),
+                     help="One softmax per level, or one over the full paths.")(command)
     return option("--modelmode", default=config.MODELMODE, type=click.Choice(_MODELMODES),
                   help="What the model reads.")(command)
 
@@ -818,6 +821,34 @@ def evaluate_search_command(force):
 
     run_stage("search evaluation", folder, evaluate_search_key(), build, force, _echo_stage)
     click.echo(format_search_report(json.loads((folder / "metrics.json").read_text())))
+
+
+@main.command()
+@option("--folds", var="AUDIT_FOLDS", default=config.AUDIT_FOLDS, type=click.IntRange(min=2),
+        help="Folds of the out-of-fold probabilities.")
+@option("--hash-distance", var="AUDIT_HASH_DISTANCE", default=config.AUDIT_HASH_DISTANCE, type=click.IntRange(0, 32),
+        help="Bits two photos' perceptual hashes may differ by and still be one photo.")
+@option("--pixel-difference", var="AUDIT_PIXEL_DIFFERENCE", default=config.AUDIT_PIXEL_DIFFERENCE,
+        type=click.FloatRange(0, 255), help="Mean absolute difference of two such photos' thumbnails (0-255).")
+@_force
+def audit(folds, hash_distance, pixel_difference, force):
+    """Find products filed under a wrong category, and duplicates; publish reports/<catalog>/audit/."""
+    from shoplens.audit.audit import cached_image_features, describe_audit
+    from shoplens.data.make_dataset import load_summary
+    from shoplens.pipeline import audit_dir, audit_key
+
+    folder = audit_dir(load_summary()["catalog_name"])
+    seed = resolved("SEED")
+    key = audit_key(folds, hash_distance, pixel_difference, seed, cached_image_features()[1])
+
+    def build():
+        from shoplens.audit.audit import audit as run_audit
+
+        return run_audit(folds, hash_distance, pixel_difference, seed)
+
+    run_stage("audit", folder, key, build, force, _echo_stage)
+    click.echo(describe_audit(json.loads((folder / "summary.json").read_text())))
+    click.echo(f"reports in {_rel(folder)}/")
 
 
 @main.command()

@@ -30,15 +30,17 @@ CODE = {
               "models/train_model.py"),
     "backbone features": ("models/backbone_features.py", "models/build_model.py"),
     "evaluation": ("models/predict_model.py", "models/decode.py", "visualization/model_figures.py"),
+    "audit": ("audit/audit.py", "audit/duplicates.py", "audit/label_issues.py", "visualization/audit_figures.py"),
     "embeddings": ("models/extract_features.py",),
     "index": ("search/index.py",),
     "search evaluation": ("search/evaluate.py",),
 }
 
 
-def demo_catalog_key(n=config.DEMO_N, seed=config.DEMO_SEED, image_size=config.DEMO_IMAGE_SIZE):
+def demo_catalog_key(n=config.DEMO_N, seed=config.DEMO_SEED, image_size=config.DEMO_IMAGE_SIZE,
+                     planted=config.DEMO_PLANTED):
     """The demo catalog: its generator's options and code."""
-    return {"options": {"DEMO_N": n, "DEMO_SEED": seed, "DEMO_IMAGE_SIZE": image_size},
+    return {"options": {"DEMO_N": n, "DEMO_SEED": seed, "DEMO_IMAGE_SIZE": image_size, "DEMO_PLANTED": planted},
             "code": code_version(*CODE["demo catalog"])}
 
 
@@ -158,11 +160,11 @@ def train_key(classmode=config.CLASSMODE, modelmode=config.MODELMODE, backbone=c
         upstream["images"] = versions.get(f"images_{size}")
         if backbone != "simple":
             options.update(WEIGHTS=str(weights), FINETUNE=bool(finetune))
-            if weights_kind(weights) == "file" and Path(weights).is_file():
-                inputs["weights file"] = file_fingerprint(weights)
             if finetune:
                 options.update(FINETUNE_BLOCKS=finetune_blocks, FINETUNE_EPOCHS=finetune_epochs,
                                FINETUNE_LEARNING_RATE=resolve_learning_rate(finetune_learning_rate, modelmode))
+            if weights_kind(weights) == "file" and Path(weights).is_file():
+                inputs["weights file"] = file_fingerprint(weights)
     if modelmode != "image" and features["has_titles"]:
         options["TEXT_ENCODER"] = text_encoder
         upstream["text features"] = versions["text"]
@@ -237,3 +239,21 @@ def evaluate_search_key(models_dir=config.MODELS_DIR):
 def search_metrics_dir(catalog, reports_dir=config.REPORTS_DIR):
     """Where the search evaluation of a catalog is published: ``reports/<catalog>/search``."""
     return Path(reports_dir) / catalog / "search"
+
+
+def audit_key(folds=config.AUDIT_FOLDS, hash_distance=config.AUDIT_HASH_DISTANCE,
+              pixel_difference=config.AUDIT_PIXEL_DIFFERENCE, seed=config.SEED, image_features=None,
+              processed_dir=config.PROCESSED_DIR):
+    """The audit: the data, the cached photo features it reads (a folder name, or ``None``), the options."""
+    upstream = {"data": published_version(config.splits_dir(processed_dir), "data")}
+    if image_features:
+        folder = Path(processed_dir) / "backbone" / image_features
+        upstream["image features"] = published_version(folder, "model_train BACKBONE=<a pretrained one>")
+    return {"options": {"AUDIT_FOLDS": folds, "AUDIT_HASH_DISTANCE": hash_distance,
+                        "AUDIT_PIXEL_DIFFERENCE": pixel_difference, "SEED": seed},
+            "upstream": upstream, "code": code_version(*CODE["audit"])}
+
+
+def audit_dir(catalog, reports_dir=config.REPORTS_DIR):
+    """Where the audit of a catalog is published: ``reports/<catalog>/audit``."""
+    return Path(reports_dir) / catalog / "audit"

@@ -19,6 +19,7 @@ the number of worker processes.
 """
 import csv
 import functools
+import json
 import math
 import multiprocessing
 import os
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 from tqdm import tqdm
 
 from shoplens.config import CATEGORY_SEP, DEMO_CATALOG_DIR
@@ -863,7 +864,7 @@ def _check_int(name, value, minimum):
     return int(value)
 
 
-def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None, progress=True):
+def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None, progress=True, planted=0.0):
     """Write a synthetic fashion catalog: ``out_dir/catalog.csv`` and ``out_dir/images/<id>.jpg``.
 
     Parameters
@@ -883,11 +884,16 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
         output does not depend on it.
     progress : bool
         Show a progress bar (only on a terminal).
+    planted : float
+        Share of the items filed under another leaf category than their title and
+        photo show, and as many again added as duplicates of other items (their photo
+        re-encoded, resized or mirrored): known errors for the audit to find, listed
+        in ``out_dir/planted.json``. 0 plants none.
 
     Returns
     -------
     dict
-        ``n``, ``seed``, ``image_size``, ``csv_path``, ``level1_counts``
+        ``n`` (items written), ``planted``, ``seed``, ``image_size``, ``csv_path``, ``level1_counts``
         (level-1 category -> items), ``largest_leaf`` and ``smallest_leaf``
         (``(path, items)`` among leaves that occur) and ``seconds`` taken.
 
@@ -898,6 +904,8 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
     """
     n = _check_int("n", n, 1)
     seed = _check_int("seed", seed, 0)
+    if not 0 <= planted <= 0.5:
+        raise ValueError(f"planted must be from 0 to 0.5, got {planted}")
     image_size = _check_int("image_size", image_size, 32)
     workers = (os.cpu_count() or 1) if workers is None else _check_int("workers", workers, 1)
     started = time.perf_counter()
@@ -935,6 +943,8 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
             pool.terminate()
             pool.join()
 
+    if planted:
+        _plant_errors(rows, leaf, images_dir, round(planted * n), seed, out_dir / "planted.json")
     csv_path = out_dir / "catalog.csv"
     _write_csv_atomically(csv_path, ("id", "image", "title", "category", "gender", "season", "colour"), rows)
 
@@ -945,7 +955,8 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
     for (_, l1, _, _), count in zip(_LEAVES, leaf_counts, strict=True):
         level1_counts[l1] += int(count)
     return {
-        "n": n,
+        "n": len(rows),
+        "planted": round(planted * n),
         "seed": seed,
         "image_size": image_size,
         "csv_path": str(csv_path),
@@ -956,10 +967,39 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
     }
 
 
-def make_demo_catalog(directory=DEMO_CATALOG_DIR, n=2000, seed=42, image_size=128, workers=None, progress=True):
+def _plant_errors(rows, leaf, images_dir, count, seed, record):
+    """File ``count`` rows under another leaf, and add ``count`` duplicates of others; list both in ``record``."""
+    rng = np.random.default_rng([seed, 1])
+    n = len(rows)
+    chosen = rng.choice(n, size=min(2 * count, n), replace=False)
+    wrong, copied = chosen[:count], chosen[count:]
+    planted = {"wrong_category": {}, "duplicates": {}}
+    for i in wrong:
+        other = (leaf[i] + rng.integers(1, len(_LEAVES))) % len(_LEAVES)
+        item, image, title, path, *rest = rows[i]
+        rows[i] = (item, image, title, _LEAVES[other][0], *rest)
+        planted["wrong_category"][item] = {"given": _LEAVES[other][0], "shown": path}
+    for j, i in enumerate(copied):
+        item = str(100001 + n + j)
+        with Image.open(images_dir / rows[i][1]) as photo:
+            photo = photo.convert("RGB")
+            # The ways a shop's photo gets filed twice: saved again, resized, mirrored.
+            if j % 3 == 0:
+                photo.save(images_dir / f"{item}.jpg", quality=60)
+            elif j % 3 == 1:
+                photo.resize((photo.width * 9 // 10, photo.height * 9 // 10)).save(images_dir / f"{item}.jpg")
+            else:
+                ImageOps.mirror(photo).save(images_dir / f"{item}.jpg", quality=90)
+        rows.append((item, f"{item}.jpg", *rows[i][2:]))
+        planted["duplicates"][item] = rows[i][0]
+    record.write_text(json.dumps(planted, indent=2) + "\n")
+
+
+def make_demo_catalog(directory=DEMO_CATALOG_DIR, n=2000, seed=42, image_size=128, workers=None, progress=True,
+                      planted=0.0):
     """Generate the demo catalog and publish it as ``directory`` in one step; return the generator's summary."""
-    key = demo_catalog_key(n, seed, image_size)
+    key = demo_catalog_key(n, seed, image_size, planted)
     with publish(directory, "demo catalog", key, version_of(key)) as staging:
-        summary = generate_demo_catalog(staging, n, seed, image_size, workers, progress)
+        summary = generate_demo_catalog(staging, n, seed, image_size, workers, progress, planted)
         summary["csv_path"] = str(Path(directory) / "catalog.csv")
     return summary

@@ -40,31 +40,37 @@ def open_image(source, max_pixels=config.MAX_PIXELS, name=None):
 def inspect_image(path, hashes=True):
     """Whether an image file can be used, and what identifies its picture.
 
-    Returns ``(reason, sha1, phash)``: why it cannot be used (``"missing_image"``,
-    ``"empty_image"``, ``"corrupt_image"``, ``"image_too_large"``) or ``None`` when
-    it decodes completely; and for a usable one, with ``hashes``, the sha1 of its
-    bytes (the same file) and its perceptual hash (the same picture, re-encoded or
-    resized), as hex strings, for finding duplicates.
+    Returns ``(reason, sha1, phash, mirror_phash)``: why it cannot be used
+    (``"missing_image"``, ``"empty_image"``, ``"corrupt_image"``, ``"image_too_large"``)
+    or ``None`` when it decodes completely; and for a usable one, with ``hashes``, the
+    sha1 of its bytes (the same file), its perceptual hash (the same picture,
+    re-encoded or resized) and that of its mirror image (the picture flipped left to
+    right), as hex strings, for finding duplicates.
     """
+    unusable = (None, None, None)
     if not path:
-        return "missing_image", None, None
+        return "missing_image", *unusable
     try:
         data = Path(path).read_bytes()
     except OSError:
-        return "missing_image", None, None
+        return "missing_image", *unusable
     if not data:
-        return "empty_image", None, None
+        return "empty_image", *unusable
     try:
         with open_image(io.BytesIO(data)) as image:
             # A reduced-scale JPEG decode still reads every byte, so truncation is caught, faster.
             image.draft("RGB", (64, 64))
             image.load()
-            phash = str(imagehash.phash(to_rgb(image))) if hashes else None
+            if hashes:
+                rgb = to_rgb(image)
+                phashes = str(imagehash.phash(rgb)), str(imagehash.phash(ImageOps.mirror(rgb)))
     except ImageTooLargeError:
-        return "image_too_large", None, None
+        return "image_too_large", *unusable
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return "corrupt_image", None, None
-    return None, hashlib.sha1(data).hexdigest() if hashes else None, phash
+        return "corrupt_image", *unusable
+    if not hashes:
+        return None, None, None, None
+    return None, hashlib.sha1(data).hexdigest(), *phashes
 
 
 def check_image(path):

@@ -255,13 +255,13 @@ def _validate_and_clean(raw, cleaner, levels, workers, progress):
         table = drop(table, table["clean_title"] == "", "empty_title")
     if raw.has_images:
         paths = table["image_path"].tolist()
+        hashes = ["image_sha1", "image_phash", "image_phash_mirror"]
         found = pd.DataFrame(list(imap(inspect_image, paths, "checking images", workers, progress)),
-                             index=table.index, columns=["reason", "image_sha1", "image_phash"])
+                             index=table.index, columns=["reason", *hashes])
         for reason in sorted(found["reason"].dropna().unique()):
             table = drop(table, found["reason"].reindex(table.index) == reason, reason)
         table = table.assign(image_path=[config.project_relative(p) for p in table["image_path"]],
-                             image_sha1=found["image_sha1"].reindex(table.index),
-                             image_phash=found["image_phash"].reindex(table.index))
+                             **{column: found[column].reindex(table.index) for column in hashes})
 
     level_table = pd.DataFrame(table["category_parts"].tolist(), index=table.index, columns=config.level_names(levels),
                                dtype=object)

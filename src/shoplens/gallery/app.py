@@ -5,6 +5,8 @@ Pages
 * ``/``: a grid of products with filters (each category level and attribute), paging and text search
   (``q``); a photo dropped or chosen there is classified through the API, with its most similar products.
 * ``/item/<id>``: one product, its details and its similar products.
+* ``/audit``: products likely filed under a wrong category, and duplicate groups (``make audit``),
+  filtered by ``category``.
 * ``/thumb/<id>``, ``/image/<id>``: a product's thumbnail and image, from the catalog's image folder only.
 
 JSON API (errors are ``{"error": "..."}`` with the status)
@@ -13,6 +15,7 @@ JSON API (errors are ``{"error": "..."}`` with the status)
 * ``GET /api/search?q=&k=&category=&<filter>=``: text search;
 * ``POST /api/classify``: multipart ``image`` and/or ``title`` (with ``k``, ``same_category``);
 * ``GET /api/similar/<id>?k=``: the products most like one;
+* ``GET /api/audit?category=&limit=``: what ``/audit`` shows (404 until ``make audit`` ran);
 * ``GET /api/facets``, ``GET /api/health``.
 """
 import io
@@ -28,6 +31,7 @@ from PIL import Image
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, RequestEntityTooLarge
 
 from shoplens import ShoplensError, config
+from shoplens.audit.audit import load_audit
 from shoplens.data.images import ImageTooLargeError, open_image
 from shoplens.gallery.thumbnails import Thumbnails
 from shoplens.search.repository import NotFoundError
@@ -39,7 +43,7 @@ PAGE_OPTIONS = {"q", "page", "category"}
 
 
 def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAGE_SIZE, k=config.GALLERY_K,
-               max_upload_mb=config.MAX_UPLOAD_MB, cache_max_age=config.STATIC_MAX_AGE):
+               max_upload_mb=config.MAX_UPLOAD_MB, cache_max_age=config.STATIC_MAX_AGE, reports_dir=config.REPORTS_DIR):
     """Make the gallery's Flask application around a loaded search repository.
 
     Parameters
@@ -59,6 +63,8 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
         Largest upload; a bigger request is answered 413.
     cache_max_age : int
         Seconds browsers may keep images, thumbnails and static files.
+    reports_dir : path
+        Where the catalog's audit is read from, ``<reports_dir>/<catalog>/audit``.
     """
     if not 1 <= page_size <= config.MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be from 1 to {config.MAX_PAGE_SIZE}, got {page_size}")
@@ -71,6 +77,7 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
     image_dir = image_dir or catalog_image_dir()
     image_dir = Path(image_dir).resolve() if image_dir else None
     facets = repository.facets()
+    audit = load_audit(repository.catalog_name, reports_dir)  # None until `make audit` has run
     app.jinja_env.filters["label"] = label
     app.jinja_env.filters["thousands"] = "{:,}".format
 
@@ -138,6 +145,50 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
             crumbs[name] = so_far
         return render_template("item.html", item=item, similar=similar, crumbs=crumbs)
 
+    def audit_listing(args, options):
+        """The audit's flagged products and duplicate groups under ``category``, ``limit`` of each."""
+        if audit is None:
+            raise NotFound("this catalog has not been audited yet; run `make audit`")
+        _filters(args, {}, options)
+        summary, issues, duplicates = audit
+        category = args.get("category", "")
+        limit = _int_arg("limit", page_size, 1, config.MAX_PAGE_SIZE, args)
+        if category:
+            issues = issues[issues["category"].str.startswith(category)
+                            | issues["suggested_path"].str.startswith(category)]
+            groups = duplicates.loc[duplicates["category"].str.startswith(category), "group"]
+            duplicates = duplicates[duplicates["group"].isin(groups)]
+
+        def product(row):
+            key = quote(row["id"], safe="")
+            return {"id": row["id"], "title": row.get("title", ""), "category": row["category"],
+                    "split": row.get("split"), "url": f"{request.script_root}/item/{key}",
+                    "thumbnail": f"{request.script_root}/thumb/{key}"}
+
+        flagged = [{**product(row), **{name: row[name] for name in ("level", "given", "suggested", "suggested_path")},
+                    "given_probability": float(row["given_probability"]),
+                    "suggested_probability": float(row["suggested_probability"])}
+                   for row in issues.head(limit).to_dict("records")]
+        names = list(dict.fromkeys(duplicates["group"]))
+        groups = []
+        for name in names[:limit]:
+            members = duplicates[duplicates["group"] == name].to_dict("records")
+            groups.append({"group": name, "kind": members[0]["kind"], "size": len(members),
+                           "categories_disagree": bool(members[0]["categories_disagree"]),
+                           "items": [product(row) for row in members]})
+        return {"summary": summary, "category": category, "limit": limit,
+                "label_issues": {"total": len(issues), "items": flagged},
+                "duplicates": {"total": len(names), "groups": groups}}
+
+    @app.get("/audit")
+    def audit_page():
+        listing = audit_listing(request.args, {"category", "limit"}) if audit is not None else None
+        categories = sorted({config.CATEGORY_SEP.join(path.split(config.CATEGORY_SEP)[:depth])
+                             for path in (audit[1]["category"].tolist() + audit[2]["category"].tolist() if audit
+                                          else []) for depth in (1, 2)})
+        return render_template("audit.html", listing=listing, categories=categories,
+                               category=request.args.get("category", ""))
+
     @app.get("/thumb/<item_id>")
     def thumbnail(item_id):
         try:
@@ -180,6 +231,10 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
         reading, results = _call(repository.search_text, query, k=n, filters=filters,
                                  category=request.args.get("category") or None)
         return jsonify(query=query, k=n, prediction=reading, results=[public(i) for i in results])
+
+    @app.get("/api/audit")
+    def api_audit():
+        return jsonify(audit_listing(request.args, {"category", "limit"}))
 
     @app.get("/api/similar/<item_id>")
     def api_similar(item_id):

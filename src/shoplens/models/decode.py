@@ -64,8 +64,8 @@ def combine_posteriors(posteriors, prior):
 
     Parameters
     ----------
-    posteriors : list of arrays of shape (n_classes,)
-        Each model's probabilities of the classes for one item.
+    posteriors : list of arrays of shape (n_classes,) or (n_items, n_classes)
+        Each model's probabilities of the classes for one item, or for each of many.
     prior : array of shape (n_classes,)
         The classes' frequencies in training (any positive scale).
     """
@@ -73,5 +73,5 @@ def combine_posteriors(posteriors, prior):
     prior = prior / prior.sum()
     log = sum(np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0)) for p in posteriors)
     log -= (len(posteriors) - 1) * np.log(np.clip(prior, 1e-12, 1.0))
-    combined = np.exp(log - log.max())
-    return combined / combined.sum()
+    combined = np.exp(log - log.max(axis=-1, keepdims=True))
+    return combined / combined.sum(axis=-1, keepdims=True)

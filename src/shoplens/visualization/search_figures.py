@@ -35,7 +35,7 @@ def plot_search_grid(rows, path=None, title=None):
     for ax_row, row in zip(axes, rows):
         query_ax = ax_row[0]
         if row.get("image") is not None:
-            _draw(query_ax, row["image"])
+            draw_image(query_ax, row["image"])
         elif row.get("text"):
             query_ax.text(0.5, 0.5, textwrap.fill(f"“{row['text']}”", 18), ha="center", va="center", fontsize=10,
                           style="italic", transform=query_ax.transAxes)
@@ -45,7 +45,7 @@ def plot_search_grid(rows, path=None, title=None):
             query_ax.text(0.5, -0.04, textwrap.fill(row["caption"], 24), ha="center", va="top", fontsize=7,
                           transform=query_ax.transAxes)
         for rank, (ax, result) in enumerate(zip(ax_row[1:], row["results"]), start=1):
-            _draw(ax, result["image_path"])
+            draw_image(ax, result["image_path"])
             leaf = result["category"].split(config.CATEGORY_SEP)[-1]
             score = f"  {result['score']:.3f}" if "score" in result else ""
             ax.set_title(f"{rank}. {result['id']}{score}", fontsize=8)
@@ -56,7 +56,7 @@ def plot_search_grid(rows, path=None, title=None):
     return save_figure(fig, path)
 
 
-def _draw(ax, image):
+def draw_image(ax, image):
     """A square thumbnail of an image path or array; where the file cannot be read, a box that says so."""
     if isinstance(image, np.ndarray):
         ax.imshow(image)

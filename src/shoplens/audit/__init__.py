@@ -1,0 +1,1 @@
+"""Auditing a catalog: products filed under a wrong category, and duplicate products."""
