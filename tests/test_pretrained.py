@@ -8,6 +8,7 @@ import pytest
 from conftest import REPO, run_cli
 
 from shoplens import ShoplensError
+from shoplens.audit.audit import audit
 from shoplens.data.demo_catalog import generate_demo_catalog
 from shoplens.data.images import load_image
 from shoplens.data.make_dataset import make_dataset
@@ -103,6 +104,10 @@ def test_the_activations_are_cached_once_and_made_again_when_weights_or_size_cha
     assert "backbone features mobilenetv2-48px-image_features: running (not made yet)" in resized.stdout
     assert json.loads((copy / "models" / "multilabel_image" / "model.json").read_text())["image_size"] == 48
     assert (copy / "data" / "processed" / "features" / f"images_{SIZE}_train.npy").is_file()  # kept, not remade
+
+    # The frozen backbone's features of every product, test ones included, are evidence for the audit.
+    summary = audit(processed_dir=copy / "data" / "processed", reports_dir=copy / "reports")
+    assert summary["evidence"] == ["title", "image"] and summary["image_features"].endswith("-image_features")
 
 
 def test_a_combined_model_reads_the_pretrained_tower_and_the_title(project, tmp_path):

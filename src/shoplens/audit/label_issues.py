@@ -36,6 +36,9 @@ def out_of_fold_probabilities(catalog, image_features=None, folds=5, seed=42):
     image_features : numpy.ndarray, optional
         ``(n, d)`` features of the products' photos, rows in the catalog's order.
     folds : int
+        The k of the k-fold cross-validation.
+    seed : int
+        Seed of the folds.
 
     Returns
     -------
@@ -53,6 +56,8 @@ def out_of_fold_probabilities(catalog, image_features=None, folds=5, seed=42):
                             f"has {largest}: lower AUDIT_FOLDS")
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     posteriors, sources = [], []
+    # The regularisation: the text model's C is that of benchmark-models' TF-IDF baseline; the photo model's
+    # keeps 1,280 standardised features from memorising 7,000 products. Neither was tuned for the audit.
     if "clean_title" in catalog:
         text = make_pipeline(make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
                                         TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
