@@ -229,6 +229,10 @@ def test_rows_cut_short_or_run_together_by_a_quote_are_counted_not_fatal(tmp_pat
     assert summary["excluded"]["malformed_row"] == 2 and summary["malformed_lines"] == [5, 9]
     assert summary["rows_read"] == 36 and summary["rows_kept"] == 34
 
+    (catalog / "catalog.csv").write_text(f"{header}\n{rows[3]}\n")  # nothing but a row cut short
+    with pytest.raises(ShoplensError, match=r"none of its 1 rows has the header's columns \(malformed: line 2\)"):
+        run(tmp_path, catalog)
+
 
 @pytest.mark.parametrize("category, reason", [
     (" > ", "missing_category"),

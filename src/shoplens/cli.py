@@ -530,8 +530,13 @@ def train(classmode, modelmode, backbone, weights, finetune, finetune_blocks, fi
 
 def _describe_training(meta):
     resumed = f" (resumed at epoch {meta['first_epoch']})" if meta["first_epoch"] > 1 else ""
-    click.echo(f"trained {meta['name']}: best epoch {meta['best_epoch']} of {meta['epochs_run']}{resumed}, "
-               f"{meta['train_seconds']:.0f} s, {meta['items_per_second']:.0f} items/s in training")
+    stages = meta.get("stage_epochs") or [meta["epochs_run"]]
+    best = (f"best epoch {meta['best_epoch']} of {meta['epochs_run']}" if len(stages) == 1 else
+            f"{stages[0]} epochs of the heads, then best epoch {meta['best_epoch']} of {stages[-1]} of fine-tuning")
+    caching = (f" after {meta['backbone_features_seconds']:.0f} s caching the backbone's activations"
+               if meta.get("backbone_features_seconds") else "")
+    click.echo(f"trained {meta['name']}: {best}{resumed}, {meta['train_seconds']:.0f} s{caching}, "
+               f"{meta['items_per_second']:.0f} items/s in training")
     if not meta["distribution"]["chief"]:
         click.echo("the chief worker writes the model and logs")
         return
@@ -560,7 +565,7 @@ def evaluate_command(classmode, modelmode, force):
     run_stage(f"evaluation of {name}", folder, evaluate_key(name), build, force, _echo_stage)
     metrics = json.loads((folder / "metrics.json").read_text())
     click.echo(format_report(metrics, f"model {name} on the test split of {metrics['catalog']} "
-                                      f"({metrics['items']:,} items), model / random guess:"))
+                                      f"({metrics['items']:,} items):"))
     click.echo(f"reports in {_rel(folder)}/")
 
 
@@ -615,7 +620,7 @@ def predict_command(classmode, modelmode, image, title, new_catalog, out, column
     click.echo(f"classified {len(table):,} items into {out}"
                + (f" (skipped: {', '.join(f'{n} {r}' for r, n in skipped.items())})" if skipped else ""))
     if report:
-        click.echo(format_report(report, f"model {metadata['name']} on {new_catalog}, model / random guess:"))
+        click.echo(format_report(report, f"model {metadata['name']} on {new_catalog}:"))
 
 
 @main.command("extract-features")

@@ -217,6 +217,10 @@ def _cleaned_catalog(catalog, columns, levels, cleaner, image_dir, interim_dir, 
     raw = read_catalog(catalog_source(catalog), columns, levels, image_dir)
     if raw.rows_read == 0:
         raise ShoplensError(f"{raw.csv_path}: the header has no rows under it; a catalog needs at least one item")
+    if raw.malformed_rows == raw.rows_read:
+        lines = ", ".join(map(str, raw.malformed_lines[:5])) + (", ..." if raw.malformed_rows > 5 else "")
+        raise ShoplensError(f"{raw.csv_path}: none of its {raw.rows_read:,} rows has the header's columns "
+                            f"(malformed: line {lines}); check the separator and the quoting")
     table, excluded = _validate_and_clean(raw, cleaner, levels, workers, progress)
     info = {
         "csv_path": str(raw.csv_path),

@@ -160,13 +160,14 @@ def catalog_inputs(metadata, catalog, columns=None, language=config.LANGUAGE, wo
     """
     raw = read_catalog(catalog, columns, levels=len(metadata["levels"]), require_category=False)
     table = raw.table
-    skipped = {}
+    skipped = {"malformed_row": raw.malformed_rows} if raw.malformed_rows else {}
     modelmode = metadata["modelmode"]
     if modelmode in ("text", "combined"):
         if not raw.has_titles:
             raise ShoplensError(f"{raw.csv_path}: has no titles, but the {metadata['name']} model reads them")
         table = table.assign(clean_title=[TitleCleaner(language)(t) for t in table["title"]])
-        skipped["empty_title"] = int((table["clean_title"] == "").sum())
+        if (table["clean_title"] == "").any():
+            skipped["empty_title"] = int((table["clean_title"] == "").sum())
         table = table[table["clean_title"] != ""]
     if modelmode in ("image", "combined"):
         if not raw.has_images:
@@ -178,7 +179,8 @@ def catalog_inputs(metadata, catalog, columns=None, language=config.LANGUAGE, wo
         table = table[ok]
     table = table.reset_index(drop=True)
     if table.empty:
-        raise ShoplensError(f"{raw.csv_path}: no item could be classified (skipped: {skipped})")
+        why = ", ".join(f"{n:,} {reason.replace('_', ' ')}" for reason, n in skipped.items()) or "it has no rows"
+        raise ShoplensError(f"{raw.csv_path}: no item could be classified ({why})")
     inputs = {}
     if modelmode in ("image", "combined"):
         jobs = [(p, metadata["image_size"]) for p in table["image_path"]]
