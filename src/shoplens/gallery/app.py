@@ -182,12 +182,14 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
 
     @app.get("/audit")
     def audit_page():
-        listing = audit_listing(request.args, {"category", "limit"}) if audit is not None else None
+        if audit is None:
+            return render_template("audit.html", listing=None)
+        # The filter's choices: the first two levels of every path the audit names.
+        paths = set(audit[1]["category"]) | set(audit[2]["category"])
         categories = sorted({config.CATEGORY_SEP.join(path.split(config.CATEGORY_SEP)[:depth])
-                             for path in (audit[1]["category"].tolist() + audit[2]["category"].tolist() if audit
-                                          else []) for depth in (1, 2)})
-        return render_template("audit.html", listing=listing, categories=categories,
-                               category=request.args.get("category", ""))
+                             for path in paths for depth in (1, 2)})
+        return render_template("audit.html", listing=audit_listing(request.args, {"category", "limit"}),
+                               categories=categories, category=request.args.get("category", ""))
 
     @app.get("/thumb/<item_id>")
     def thumbnail(item_id):
