@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from measure import REPORTS, machine, run_measured, write_report
-from PIL import Image, ImageOps
 
 from shoplens import config
+from shoplens.data.demo_catalog import save_duplicate
 
 SHOPLENS = [sys.executable, "-m", "shoplens.cli"]
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -56,14 +56,7 @@ def planted_copy(source, out, flip_share, duplicates, seed):
     copies = []
     for j, row in enumerate(rng.choice(np.setdiff1d(eligible, flipped), size=duplicates, replace=False)):
         original, item = styles.at[row, "id"], f"9{j:05d}"
-        with Image.open(source / "images" / f"{original}.jpg") as photo:
-            photo = photo.convert("RGB")
-            if j % 3 == 0:
-                photo.save(images / f"{item}.jpg", quality=60)
-            elif j % 3 == 1:
-                photo.resize((photo.width * 9 // 10, photo.height * 9 // 10)).save(images / f"{item}.jpg", quality=90)
-            else:
-                ImageOps.mirror(photo).save(images / f"{item}.jpg", quality=90)
+        save_duplicate(source / "images" / f"{original}.jpg", images / f"{item}.jpg", j % 3)
         copies.append({**styles.loc[row].to_dict(), "id": item})
         planted["duplicates"][item] = original
     pd.concat([styles, pd.DataFrame(copies)], ignore_index=True).to_csv(out / "styles.csv", index=False)

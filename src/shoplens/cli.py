@@ -838,13 +838,14 @@ def evaluate_search_command(force):
 @_force
 def audit(folds, hash_distance, pixel_difference, force):
     """Find products filed under a wrong category, and duplicates; publish reports/<catalog>/audit/."""
-    from shoplens.audit.audit import cached_image_features, describe_audit
+    from shoplens.audit.audit import describe_audit, image_features_folder
     from shoplens.data.make_dataset import load_summary
     from shoplens.pipeline import audit_dir, audit_key
 
     folder = audit_dir(load_summary()["catalog_name"])
     seed = resolved("SEED")
-    key = audit_key(folds, hash_distance, pixel_difference, seed, cached_image_features()[1])
+    features = image_features_folder()
+    key = audit_key(folds, hash_distance, pixel_difference, seed, features.name if features else None)
 
     def build():
         from shoplens.audit.audit import audit as run_audit

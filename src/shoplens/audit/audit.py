@@ -42,8 +42,10 @@ def audit(folds=config.AUDIT_FOLDS, hash_distance=config.AUDIT_HASH_DISTANCE,
     data = load_summary(processed_dir)
     catalog = pd.concat([load_split(split, processed_dir).assign(split=split) for split in config.SPLITS],
                         ignore_index=True)
-    features, source = cached_image_features(processed_dir)
+    folder = image_features_folder(processed_dir)
+    source = folder.name if folder else None
     key = audit_key(folds, hash_distance, pixel_difference, seed, source, processed_dir)
+    features = _load_image_features(folder) if folder else None
 
     paths, probabilities, sources = out_of_fold_probabilities(catalog, features, folds, seed)
     issues = label_issue_table(catalog, paths, probabilities, data["levels"])
@@ -70,26 +72,25 @@ def audit(folds=config.AUDIT_FOLDS, hash_distance=config.AUDIT_HASH_DISTANCE,
     return summary
 
 
-def cached_image_features(processed_dir=config.PROCESSED_DIR):
-    """A frozen backbone's pooled features of every product, in split order, where a model cached them.
-
-    Returns ``(features, folder name)``, or ``(None, None)`` when no cache is up to date
-    with the project's images. Training items' first view is the photo as it is.
-    """
+def image_features_folder(processed_dir=config.PROCESSED_DIR):
+    """The folder of a frozen backbone's pooled features of every product that is up to date with the project's
+    images, where a model cached them; ``None`` if there is none."""
     try:
         versions = json.loads((Path(processed_dir) / "features" / "features.json").read_text())["versions"]
     except (OSError, ValueError, KeyError):
-        return None, None
+        return None
     for folder in sorted((Path(processed_dir) / "backbone").glob("*-image_features")):
         record = read_stage(folder)
-        if record is None or record["key"]["upstream"]["images"] not in versions.values():
-            continue
-        try:
-            arrays = [np.load(folder / f"{split}.npy", mmap_mode="r") for split in config.SPLITS]
-        except (OSError, ValueError):
-            continue
-        return np.concatenate([arrays[0][0], *arrays[1:]]).astype(np.float32), folder.name
-    return None, None
+        if record is not None and record["key"]["upstream"]["images"] in versions.values() and all(
+                (folder / f"{split}.npy").is_file() for split in config.SPLITS):
+            return folder
+    return None
+
+
+def _load_image_features(folder):
+    """The cached features in split order, as float32; training items' first view is the photo as it is."""
+    train, *others = (np.load(folder / f"{split}.npy", mmap_mode="r") for split in config.SPLITS)
+    return np.concatenate([train[0], *others]).astype(np.float32)
 
 
 def describe_audit(summary):

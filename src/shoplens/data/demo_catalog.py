@@ -981,18 +981,23 @@ def _plant_errors(rows, leaf, images_dir, count, seed, record):
         planted["wrong_category"][item] = {"given": _LEAVES[other][0], "shown": path}
     for j, i in enumerate(copied):
         item = str(100001 + n + j)
-        with Image.open(images_dir / rows[i][1]) as photo:
-            photo = photo.convert("RGB")
-            # The ways a shop's photo gets filed twice: saved again, resized, mirrored.
-            if j % 3 == 0:
-                photo.save(images_dir / f"{item}.jpg", quality=60)
-            elif j % 3 == 1:
-                photo.resize((photo.width * 9 // 10, photo.height * 9 // 10)).save(images_dir / f"{item}.jpg")
-            else:
-                ImageOps.mirror(photo).save(images_dir / f"{item}.jpg", quality=90)
+        save_duplicate(images_dir / rows[i][1], images_dir / f"{item}.jpg", j % 3)
         rows.append((item, f"{item}.jpg", *rows[i][2:]))
         planted["duplicates"][item] = rows[i][0]
     record.write_text(json.dumps(planted, indent=2) + "\n")
+
+
+def save_duplicate(source, target, way):
+    """Save a copy of the photo ``source`` as a shop files one twice: ``way`` 0 saved again at JPEG quality 60,
+    1 resized to 90 %, 2 mirrored."""
+    with Image.open(source) as photo:
+        photo = photo.convert("RGB")
+        if way == 0:
+            photo.save(target, quality=60)
+        elif way == 1:
+            photo.resize((photo.width * 9 // 10, photo.height * 9 // 10)).save(target, quality=90)
+        else:
+            ImageOps.mirror(photo).save(target, quality=90)
 
 
 def make_demo_catalog(directory=DEMO_CATALOG_DIR, n=2000, seed=42, image_size=128, workers=None, progress=True,

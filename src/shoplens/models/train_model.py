@@ -126,11 +126,11 @@ def train_model(
             images["test"] = load_images("test", features_dir, image_size)
         cached, made = backbone_features(model, cut, backbone, weights, images,
                                          features["versions"][f"images_{image_size}"], processed_dir)
-        stages = [(cut, _replace_images(x, cached), epochs, learning_rate)]
         if finetune:
-            pooled = _pooled(model, cut, cached)
-            stages = [(IMAGE_FEATURES, _replace_images(x, pooled), epochs, learning_rate),
+            stages = [(IMAGE_FEATURES, _replace_images(x, _pooled(model, cut, cached)), epochs, learning_rate),
                       (cut, _replace_images(x, cached), finetune_epochs, finetune_learning_rate)]
+        else:
+            stages = [(cut, _replace_images(x, cached), epochs, learning_rate)]
 
     name = model_name(classmode, modelmode)
     models_dir = Path(models_dir)
@@ -196,7 +196,7 @@ def train_model(
         # Epochs count from the first of all, so that a run resumed from a backup says where it went on.
         "first_epoch": histories[0].epoch[0] + 1,
         "best_epoch": histories[-1].epoch[int(np.argmin(losses))] + 1,
-        "epochs_run": epochs_run[-1] if len(epochs_run) == 1 else sum(epochs_run),
+        "epochs_run": sum(epochs_run),
         "stage_epochs": epochs_run,
         "train_seconds": round(seconds, 1),
         "items_per_second": round(throughput.items_per_second(len(leaf)), 1),
