@@ -13,6 +13,9 @@ INSTALLED := $(VENV)/.installed
 # none of the commands it ran (`make data EPOCHS=5`), once all of them succeeded.
 SHOPLENS = SHOPLENS_GOAL=$(filter $@,$(MAKECMDGOALS)) $(BIN)/shoplens
 
+# `$(TIMED) NAME command...` runs the command, then says how long it took ("NAME: 52 s"), and fails if it did.
+TIMED = bash -c '"$${@:2}"; status=$$?; echo "$$1: $$SECONDS s"; exit $$status' timed
+
 # What this Makefile needs from the config module itself: the demo's options and folder.
 -include .make/config.mk
 .make/config.mk: src/shoplens/config.py
@@ -32,20 +35,22 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
 
 demo: | $(INSTALLED) ## Set up, generate the demo catalog and run the pipeline on it
-	@$(MAKE) --no-print-directory model_predict $(DEMO_OPTIONS) CLASSMODE=multilabel MODELMODE=combined
+	@date +%s > .make/demo-started
+	@$(TIMED) model_predict $(MAKE) --no-print-directory model_predict $(DEMO_OPTIONS) CLASSMODE=multilabel MODELMODE=combined
 	@echo
-	@$(MAKE) --no-print-directory evaluate_search
+	@$(TIMED) evaluate_search $(MAKE) --no-print-directory evaluate_search
 	@echo
-	@$(MAKE) --no-print-directory search IMAGE="$$(ls -d $(DEMO_DIR)/images/*.jpg | head -1)" \
+	@$(TIMED) "search by photo" $(MAKE) --no-print-directory search IMAGE="$$(ls -d $(DEMO_DIR)/images/*.jpg | head -1)" \
 		GRID=reports/figures/search_image.png
 	@echo
-	@$(MAKE) --no-print-directory search QUERY="red running shoes for men" GRID=reports/figures/search_text.png
+	@$(TIMED) "search by text" $(MAKE) --no-print-directory search QUERY="red running shoes for men" GRID=reports/figures/search_text.png
 	@echo
-	@$(MAKE) --no-print-directory audit
+	@$(TIMED) audit $(MAKE) --no-print-directory audit
 	@echo
 	@$(SHOPLENS) summary
 	@echo "results: data/processed/, models/, reports/demo/; options of this project: params.yaml (make params)"
 	@echo "gallery: make serve, then open the address it prints"
+	@echo "demo: $$(( $$(date +%s) - $$(cat .make/demo-started) )) s in all (setting up .venv not counted)"
 
 test: | $(INSTALLED) ## Set up and run the test suite
 	$(BIN)/pytest

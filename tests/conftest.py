@@ -81,9 +81,10 @@ def scratch_project(folder):
     return folder
 
 
-def make(project, *args, check=True, timeout=900):
-    """Run ``make`` in a project as a user does; return the finished process (asserting success if ``check``)."""
-    result = subprocess.run(["make", "--no-print-directory", *map(str, args)], cwd=project, env=clean_env(),
+def make(project, *args, check=True, timeout=900, env=None):
+    """Run ``make`` in a project as a user does (in ``env``, by default :func:`clean_env`); return the finished
+    process (asserting success if ``check``)."""
+    result = subprocess.run(["make", "--no-print-directory", *map(str, args)], cwd=project, env=env or clean_env(),
                             capture_output=True, text=True, timeout=timeout)
     if check:
         assert result.returncode == 0, result.stdout + result.stderr

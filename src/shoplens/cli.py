@@ -80,7 +80,13 @@ def main(ctx, verbose):
     """E-commerce product classification and visual search."""
     ctx.obj = {"verbose": verbose or _truthy(params.given().get("VERBOSE"))}
     if not ctx.obj["verbose"]:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # Set before TensorFlow is imported (every command imports it later, through _tensorflow). Level 2 hides
+        # the C++ INFO and WARNING lines, such as the grappler cost estimator's multi-kilobyte "Error in
+        # PredictCost() ... CropAndResize" warning at each pass over the augmented training images (harmless:
+        # it cannot price a crop of a batch of unknown size), and keeps C++ errors, such as why a worker of a
+        # multi-machine run was lost. Level 3 would hide those too. Start-up lines print before the level
+        # applies: _tensorflow keeps them off the terminal. A user's own TF_CPP_MIN_LOG_LEVEL wins.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         warnings.filterwarnings("ignore", category=UserWarning)
     ctx.default_map = _default_map(ctx)
 

@@ -2,9 +2,8 @@
 import multiprocessing
 import os
 
-from tqdm import tqdm
-
 from shoplens import config
+from shoplens.progress import progress_bar
 
 
 def imap(fn, items, desc, workers=config.WORKERS, progress=True, chunksize=64):
@@ -14,7 +13,7 @@ def imap(fn, items, desc, workers=config.WORKERS, progress=True, chunksize=64):
     parent that has started threads (pyarrow, TensorFlow) cannot deadlock them.
     """
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(items), desc=desc, unit="item", disable=not progress or None, leave=False)
+    bar = progress_bar(total=len(items), desc=desc, progress=progress)
     with bar:
         if workers == 1 or len(items) < 4 * chunksize:
             for item in items:

@@ -12,10 +12,10 @@ import pandas as pd
 from PIL import Image, ImageOps
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from tqdm import tqdm
 
 from shoplens import ShoplensError, config
 from shoplens.data.images import BACKGROUND, open_image, to_rgb
+from shoplens.progress import progress_bar
 
 # The kinds of duplicate group, the strongest evidence first.
 KINDS = ("exact_image", "near_image", "same_title")
@@ -99,8 +99,7 @@ def _near_images(catalog, max_distance, max_difference):
     # only at a coarse scale: the pixels of small thumbnails tell a copy from a sibling.
     paths = catalog["image_path"].to_numpy()[rows]
     thumbnails = {r: _thumbnail(config.project_path(paths[r]))
-                  for r in tqdm(np.unique(pairs), desc="comparing similar photos", unit="img", leave=False,
-                                disable=None)}
+                  for r in progress_bar(np.unique(pairs), desc="comparing similar photos", unit="image")}
     pairs = pairs[np.array([_difference(thumbnails[a], thumbnails[b]) <= max_difference for a, b in pairs], bool)]
     graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(len(rows), len(rows)))
     _, components = connected_components(graph, directed=False)

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
-from tqdm import tqdm
 
 from shoplens.config import CATEGORY_SEP, DEMO_CATALOG_DIR
 from shoplens.outputs import atomic_path, publish
 from shoplens.pipeline import demo_catalog_key
+from shoplens.progress import progress_bar
 from shoplens.stages import version_of
 
 #: Level 1 -> level 2 -> leaf -> relative frequency of the leaf. The weights
@@ -923,7 +923,7 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
         for lo in range(0, n, chunk)
     ]
     workers = min(workers, len(tasks))
-    bar = tqdm(total=n, desc="demo images", unit="img", disable=None if progress else True, leave=False)
+    bar = progress_bar(total=n, desc="demo images", unit="image", progress=progress)
     # Spawned, not forked, workers: a parent that has started threads cannot deadlock them.
     pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
     try:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from tqdm import tqdm
 
 from shoplens import config
 from shoplens.outputs import check_free_space, publish
 from shoplens.pipeline import CODE, weights_kind
+from shoplens.progress import progress_bar
 from shoplens.stages import code_version, file_fingerprint, run_stage, version_of
 
 VIEWS = 2  # train images as they are, and mirrored
@@ -72,8 +72,8 @@ def backbone_features(model, cut, backbone, weights, images, images_version, pro
                 out = np.lib.format.open_memmap(staging / f"{split}.npy", mode="w+", dtype=np.float16,
                                                 shape=(views, len(array), *shape) if split == "train" else
                                                 (len(array), *shape))
-                bar = tqdm(total=views * len(array), desc=f"backbone features {split}", unit="img",
-                           disable=not progress or None, leave=False)
+                bar = progress_bar(total=views * len(array), desc=f"backbone features {split}", unit="image",
+                                   progress=progress)
                 with bar:
                     for view in range(views):
                         target = out[view] if split == "train" else out

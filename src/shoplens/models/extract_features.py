@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from shoplens import ShoplensError, config
 from shoplens.data.make_dataset import load_split, load_summary
@@ -38,6 +37,7 @@ from shoplens.features.build_features import load_features, load_images
 from shoplens.models.trained import load_named_model
 from shoplens.outputs import publish
 from shoplens.pipeline import current_data_version, embeddings_dir, extract_key, merge_key
+from shoplens.progress import progress_bar
 
 TEXT_ARRAYS = ("ids", "category", "labels", "attribute_values", "image_paths", "titles", "clean_titles", "splits")
 INFO = ("model", "layer", "data_version", "fingerprint")
@@ -100,7 +100,7 @@ def extract_features(
 
     embeddings = np.zeros((stop - start, embedder.output.shape[-1]), dtype=np.float32)
     embedding_started = time.perf_counter()
-    bar = tqdm(total=stop - start, desc="extracting features", unit="item", disable=not progress or None, leave=False)
+    bar = progress_bar(total=stop - start, desc="extracting features", progress=progress)
     with bar:
         for i in range(start, stop, batch_size):
             j = min(i + batch_size, stop)

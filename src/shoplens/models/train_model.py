@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shoplens import ShoplensError, config
+from shoplens import ShoplensError, config, progress
 from shoplens.data.make_dataset import load_summary
 from shoplens.features.build_features import load_features, load_images
 from shoplens.models.backbone_features import backbone_features
@@ -32,6 +32,7 @@ from shoplens.models.inputs import balanced_weights, check_modes, encode_targets
 from shoplens.models.trained import METADATA_FILE, MODEL_FILE, model_name
 from shoplens.outputs import publish
 from shoplens.pipeline import model_dir, resolve_learning_rate, train_key, weights_kind
+from shoplens.progress import is_terminal, progress_line
 from shoplens.stages import version_of
 
 
@@ -72,6 +73,9 @@ def train_model(
     ``batch_size`` and ``learning_rate`` are per replica of the ``strategy``. Under
     ``multiworker`` every worker calls this; only the chief writes the model, its
     JSON and the logs, and a restarted worker resumes from its last epoch's backup.
+
+    ``verbose`` is Keras's (0 for silence); by default a progress bar on a terminal,
+    and elsewhere (a log file) the plain lines of :class:`ProgressLog`.
     """
     if epochs < 1 or batch_size < 1 or finetune_epochs < 1:
         raise ShoplensError("EPOCHS, FINETUNE_EPOCHS and BATCH_SIZE must be at least 1")
@@ -140,6 +144,9 @@ def train_model(
     out_dir = models_dir if distribution.chief else scratch
     log_dir = (Path(logs_dir) if distribution.chief else scratch / "logs") / f"{name}_{datetime.now():%Y%m%d-%H%M%S}"
     histories, throughput, started = [], TrainingThroughput(), time.perf_counter()
+    # Keras's progress bar redraws itself with carriage returns: a log file gets plain lines instead.
+    log_lines = verbose is None and not is_terminal(sys.stdout)
+    keras_verbose = 0 if log_lines else 1 if verbose is None else verbose
     for number, (start, inputs, stage_epochs, rate) in enumerate(stages, start=1):
         trained = model if start is None else _from_layer(model, start, list(inputs["train"]), outputs)
         with distribution.strategy.scope():
@@ -156,9 +163,11 @@ def train_model(
         validate_x = {k: v[seen] for k, v in inputs["validate"].items()}
         validate_data = tf_dataset(validate_x, {k: v[seen] for k, v in y["validate"].items()}, global_batch,
                                    order=list(validate_x) if start else None)
+        lines = ProgressLog(len(tables["train"]), global_batch, list(outputs),
+                            f"stage {number} " if len(stages) > 1 else "")
         histories.append(_fit(trained, train_data, validate_data, stage_epochs, patience, out_dir, stage,
                               log_dir / f"stage{number}" if len(stages) > 1 else log_dir, distribution, strategy,
-                              throughput, verbose))
+                              [throughput, lines] if log_lines else [throughput], keras_verbose))
     seconds = time.perf_counter() - started
 
     history = {k: [float(v) for h in histories for v in h.history[k]] for k in histories[-1].history}
@@ -228,8 +237,8 @@ def pretrained_image_size(features):
 
 
 def _fit(model, train_data, validate_data, epochs, patience, out_dir, stage, log_dir, distribution, strategy,
-         throughput, verbose):
-    """One ``fit`` that keeps its best epoch by validation loss; its history."""
+         watchers, verbose):
+    """One ``fit`` that keeps its best epoch by validation loss, with the ``watchers`` callbacks too; its history."""
     checkpoint = out_dir / "checkpoints" / f"{stage}.weights.h5"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     callbacks = [
@@ -238,7 +247,7 @@ def _fit(model, train_data, validate_data, epochs, patience, out_dir, stage, log
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, start_from_epoch=epochs // 2),
         keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True, save_weights_only=True),
         keras.callbacks.TensorBoard(log_dir=str(log_dir)),
-        throughput,
+        *watchers,
     ]
     if distribution.workers > 1:
         # A worker lost mid-run stops them all; restarted, each one restores the weights and epoch of its own
@@ -251,8 +260,7 @@ def _fit(model, train_data, validate_data, epochs, patience, out_dir, stage, log
     try:
         history = model.fit(train_data, validation_data=validate_data, epochs=epochs,
                             shuffle=False,  # the dataset reshuffles itself every epoch
-                            callbacks=callbacks,
-                            verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2))
+                            callbacks=callbacks, verbose=verbose)
     except tf.errors.UnavailableError:  # TensorFlow has logged which worker and why
         if distribution.workers == 1:
             raise
@@ -364,3 +372,44 @@ class TrainingThroughput(keras.callbacks.Callback):
     def items_per_second(self, n_items):
         return n_items * self.epochs / self.seconds if self.seconds else 0.0
 
+
+class ProgressLog(keras.callbacks.Callback):
+    """Training's progress as plain lines, for a log file rather than a terminal.
+
+    Within an epoch, a line every :data:`shoplens.progress.LOG_INTERVAL` seconds
+    (``epoch 3/16: 640/1,424 items, 12 s``); at its end, one with the epoch's losses and
+    validation accuracy of each of the ``heads``. ``batch_size`` is the global batch, as one step reads it.
+    """
+
+    def __init__(self, items, batch_size, heads=(), prefix="", interval=None, file=None):
+        super().__init__()
+        self.items, self.batch_size, self.heads, self.prefix, self.file = items, batch_size, heads, prefix, file
+        self.interval = interval
+        self._epoch, self._started, self._last = 0, 0.0, 0.0
+
+    def _print(self, line):
+        print(line, file=self.file or sys.stdout, flush=True)
+
+    def _name(self, epoch):
+        return f"{self.prefix}epoch {epoch + 1}/{self.params['epochs']}"
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._started = epoch, time.monotonic()
+        self._last = self._started
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.monotonic()
+        if now - self._last >= (progress.LOG_INTERVAL if self.interval is None else self.interval):
+            self._last = now
+            done = min((batch + 1) * self.batch_size, self.items)
+            self._print(progress_line(self._name(self._epoch), done, self.items, "item", now - self._started))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        losses = ", ".join(f"{name} {logs[name]:.3f}" for name in ("loss", "val_loss") if name in logs)
+        accuracy = ", ".join(f"{head} {logs[f'val_{head}_accuracy']:.2f}" for head in self.heads
+                             if f"val_{head}_accuracy" in logs)
+        if not accuracy and "val_accuracy" in logs:  # a model of one head
+            accuracy = f"{logs['val_accuracy']:.2f}"
+        self._print(f"{self._name(epoch)}: {self.items:,} items, {time.monotonic() - self._started:.0f} s; {losses}"
+                    + (f"; val accuracy {accuracy}" if accuracy else ""))
