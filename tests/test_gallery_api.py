@@ -94,6 +94,12 @@ def test_filters_combine(client, catalog):
     facets = client.get("/api/facets").json["facets"]
     assert {"product_category", "product_type", "product_details", "gender", "season", "colour"} <= set(facets)
     assert facets["gender"]["Women"] == (catalog["gender"] == "Women").sum()
+    # Facet counts apply the other chosen filters: a field's own values stay choosable.
+    page = client.get(f"/api/items?product_category={top}&gender=Women").json
+    in_top = catalog["product_category"] == top
+    assert page["facets"]["gender"]["Men"] == (in_top & (catalog["gender"] == "Men")).sum()
+    assert page["facets"]["product_category"][top] == page["total"]
+    assert page["facets"] == client.get(f"/api/facets?product_category={top}&gender=Women").json["facets"]
 
 
 def test_text_search_finds_a_product_by_its_title(client, catalog):
@@ -103,7 +109,10 @@ def test_text_search_finds_a_product_by_its_title(client, catalog):
     assert item["id"] in [r["id"] for r in answer["results"]]
     scores = [r["score"] for r in answer["results"]]
     assert scores == sorted(scores, reverse=True)
-    assert answer["prediction"]["category"].count(" > ") == 2
+    assert answer["prediction"]["category"].count(" > ") == 2 and answer["reading"]["text"]
+    assert all(0 < s <= 1 for s in scores) and all(r["why"] for r in answer["results"])
+    nothing = client.get("/api/search", query_string={"q": "zzzzqqq"}).json
+    assert nothing["results"] == [] and nothing["reading"]["unknown"] == ["zzzzqqq"]
 
     gender = "Men" if item["gender"] != "Men" else "Women"
     filtered = client.get("/api/search", query_string={"q": item["title"], "k": 5, "gender": gender}).json
@@ -130,8 +139,9 @@ def test_classify_a_photo_and_find_similar_products(client, catalog, repository)
         assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
     assert len(answer["similar"]) == 5
 
-    # The same photo as the product itself: it is its own nearest neighbour.
-    assert answer["similar"][0]["id"] == catalog.iloc[0]["id"] and answer["similar"][0]["score"] > 0.999
+    # The product's own photo: the product itself is never among the results.
+    assert catalog.iloc[0]["id"] not in [r["id"] for r in answer["similar"]]
+    assert all(0 <= r["score"] <= 1 for r in answer["similar"])
 
     same = post_photo(client, photo_bytes(catalog), k="5", same_category="1").json
     assert same["similar"] and all(r["category"] == same["prediction"]["category"] for r in same["similar"])
@@ -280,7 +290,7 @@ def test_the_page_browses_filters_and_pages(client, catalog):
     assert f"{len(catalog):,} products" in page
     assert 'rel="next"' in page and 'rel="prev"' not in page
     for name in ("product_category", "product_type", "product_details", "gender", "season", "colour"):
-        assert f'<label for="filter-{name}">{label(name)}</label>' in page
+        assert f'<details class="field" id="filter-{name}">\n      <summary>{label(name)}</summary>' in page
     assert rendered.count('<img src="/thumb/') == 10 and 'alt=""' not in rendered
 
     top = catalog["product_category"].value_counts().index[0]
@@ -288,7 +298,10 @@ def test_the_page_browses_filters_and_pages(client, catalog):
     filtered = client.get("/", query_string={"product_category": top, "gender": "Men", "page": 2})
     text = filtered.get_data(as_text=True)
     assert f"{len(expected):,} products" in text and "Page 2 of" in text and 'rel="prev"' in text
-    assert 'value="Men" selected' in text
+    assert 'name="gender" value="Men" checked' in text and 'name="gender" value="Women" form' in text
+    # The other values of a filtered field keep their counts under the other filters, to add them.
+    women = ((catalog["product_category"] == top) & (catalog["gender"] == "Women")).sum()
+    assert f'Women <span class="count">{women:,}</span>' in text
 
     searched = client.get("/", query_string={"q": catalog.iloc[0]["title"]}).get_data(as_text=True)
     assert "Results for" in searched and f'/item/{catalog.iloc[0]["id"]}"' in searched

@@ -235,20 +235,26 @@ def test_unknown_product_is_not_found(repository):
         repository.similar_to_item("nope")
 
 
-def test_a_catalog_photo_finds_itself_first(repository):
+def test_a_catalog_photo_never_finds_itself(repository):
     _, items = repository.browse({"gender": "Men"}, category="Apparel", limit=1)
     query = items[0]
     prediction, results = repository.similar_to_image(query["image_path"], k=5)
     assert prediction["category"] in repository.categories() and 0 < prediction["probability"] <= 1
     assert len(prediction["levels"]["product_details"]) == 3
-    assert len(results) == 5 and results[0]["id"] == query["id"] and results[0]["score"] > 0.999
+    assert len(results) == 5 and query["id"] not in [r["id"] for r in results]
+    row = repository.ids.tolist().index(query["id"])
+    similarity = repository.features["embeddings"] @ repository.features["embeddings"][row]
+    similarity[row] = -1
+    assert results[0]["id"] == repository.ids[np.argmax(similarity)]
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+    assert all(0 <= r["score"] <= 1 for r in results)
 
     same = repository.similar_to_image(query["image_path"], k=5, same_category=True)[1]
     assert all(r["category"] == prediction["category"] for r in same)
     photo = Path(query["image_path"]).read_bytes()  # an upload
     women = repository.similar_to_image(photo, k=5, filters={"gender": "Women"})[1]
     assert len(women) == 5 and all(r["attributes"]["gender"] == "Women" for r in women)
+    assert query["id"] not in [r["id"] for r in repository.similar_to_image(photo, k=5)[1]]
 
 
 def test_similar_to_a_product_leaves_it_out(repository):
@@ -269,26 +275,40 @@ def unique_title(repository):
 
 def test_text_search_finds_a_products_own_title(repository):
     row = unique_title(repository)
-    prediction, results = repository.search_text(repository.features["titles"][row], k=5)
-    assert prediction is not None and prediction["model"] == "multilabel_text"
-    # The predicted category adds at most TEXT_CATEGORY_WEIGHT to near matches of other categories.
+    reading, results = repository.search_text(repository.features["titles"][row], k=5)
+    assert reading["prediction"] is not None and reading["prediction"]["model"] == "multilabel_text"
     assert repository.ids[row] in [r["id"] for r in results[:3]]
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+    assert all(0 < r["score"] <= 1 and r["why"] for r in results)
     filtered = repository.search_text("shoes", k=5, filters={"gender": "Men"})[1]
     assert filtered and all(r["attributes"]["gender"] == "Men" for r in filtered)
+
+
+def test_text_search_reads_attribute_words_and_has_no_results_for_unknown_words(repository):
+    reading, results = repository.search_text("red shoes for men", k=10)
+    assert reading["attributes"] == {"gender": ["Men"], "colour": ["Red"]}
+    top = results[0]
+    assert top["attributes"]["gender"] == "Men" and top["attributes"]["colour"] == "Red"
+    assert "gender: Men" in top["why"] and "colour: Red" in top["why"]
+    assert repository.search_text("zzzzqqq", k=10) == (
+        {"words": [], "attributes": {}, "corrections": {}, "unknown": ["zzzzqqq"], "prediction": None,
+         "text": "no product has 'zzzzqqq'"}, [])
+    # A filter leaves fewer products than k: no padding with products that do not match.
+    watches = repository.search_text("watch", k=50, filters={"gender": "Women"})[1]
+    assert watches and all("watch" in " ".join(r["why"]).lower() for r in watches)
 
 
 def test_text_search_without_a_text_model_uses_keywords_and_says_so_once(gallery_project, caplog):
     repository = Repository.load(gallery_project / "models", gallery_project / "data" / "processed",
                                  text_model="multilabel_missing", load_models=False)
     with caplog.at_level(logging.WARNING, logger="shoplens.search.repository"):
-        prediction, results = repository.search_text("running shoes", k=3)
+        reading, results = repository.search_text("running shoes", k=3)
         repository.search_text("black watch", k=3)
-    assert prediction is None and len(results) == 3
+    assert reading["prediction"] is None and len(results) == 3
     assert all("running" in r["title"].lower() or "shoe" in r["title"].lower() for r in results)
     row = unique_title(repository)
     assert repository.search_text(repository.features["titles"][row], k=1)[1][0]["id"] == repository.ids[row]
-    notes = [r for r in caplog.records if "keywords alone" in r.getMessage()]
+    notes = [r for r in caplog.records if "titles and attributes alone" in r.getMessage()]
     assert len(notes) == 1 and "make model_train CLASSMODE=multilabel MODELMODE=missing" in notes[0].getMessage()
 
 
@@ -335,8 +355,13 @@ def test_search_commands_print_tables_and_grids(gallery_project, tmp_path):
                      cwd=gallery_project)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert answer["prediction"]["category"] and 0 < len(answer["results"]) <= 5
+    assert answer["reading"]["prediction"]["category"] and 0 < len(answer["results"]) <= 5
     assert all(r["attributes"]["gender"] == "Men" for r in answer["results"])
+    assert answer["reading"]["attributes"] == {"colour": ["Red"], "gender": ["Men"]}
+
+    result = run_cli("search", "--text", "zzzzqqq", cwd=gallery_project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["no product has 'zzzzqqq'", "nothing matches 'zzzzqqq'"]
 
     result = run_cli("search", "--filter", "gender=Women,season=Summer", "--category", "Apparel", "--limit", "3",
                      "--grid", tmp_path / "browse.png", cwd=gallery_project)

@@ -769,17 +769,19 @@ def search_command(image, text, item_id, k, same_category, filters, category, of
     repository.check_filters(filters, category)  # a mistake is said before any model loads
     if image or text:
         _tensorflow()
-    prediction, lines = None, []
+    prediction, reading, lines = None, None, []
     if image:
         prediction, results = repository.similar_to_image(image, k, same_category, filters, category)
         row = {"image": image, "caption": f"predicted: {prediction['category']}", "results": results}
         lines.append(f"predicted category: {prediction['category']} ({prediction['probability']:.2f}, "
                      f"{prediction['model']})")
     elif text:
-        prediction, results = repository.search_text(text, k, filters, category)
+        reading, results = repository.search_text(text, k, filters, category)
+        prediction = reading["prediction"]
         row = {"text": text, "results": results}
-        lines.append(f"the text model reads it as {prediction['category']} ({prediction['probability']:.2f})"
-                     if prediction else "keywords only: no text model")
+        lines.append(reading["text"])
+        if not results:
+            lines.append(f"nothing matches '{text}'" + (" with these filters" if filters or category else ""))
     elif item_id:
         query = repository.item(item_id)
         results = repository.similar_to_item(item_id, k, filters, category)
@@ -790,9 +792,10 @@ def search_command(image, text, item_id, k, same_category, filters, category, of
         row = {"results": results}
         lines.append(f"{total:,} products match; showing {offset + 1 if results else 0}-{offset + len(results)}")
     if as_json:
-        click.echo(json.dumps({"prediction": prediction, "results": results}, indent=2))
+        click.echo(json.dumps({"reading": reading, "results": results} if text else
+                              {"prediction": prediction, "results": results}, indent=2))
     else:
-        click.echo("\n".join([*lines, format_results(results)]))
+        click.echo("\n".join([*lines, format_results(results)] if results or not text else lines))
     if grid:
         from shoplens.visualization.search_figures import plot_search_grid
 

@@ -62,7 +62,8 @@ FASHION_COLUMNS = {
     "id": "id",
     "title": "productDisplayName",
     "levels": ("masterCategory", "subCategory", "articleType"),
-    "attributes": ("gender", "baseColour", "season", "year", "usage"),
+    # Attribute columns renamed, so that a filter has one name in every catalog (the demo's is "colour").
+    "renamed": {"baseColour": "colour"},
 }
 
 # Images: one larger than MAX_PIXELS is refused before it is decoded (a small PNG can hold a huge one).
@@ -124,7 +125,14 @@ FAISS_NLIST = None  # inverted lists of the FAISS index; None: 4 x sqrt(items)
 FAISS_NPROBE = 16  # lists scanned per query: more is slower and finds more of the true neighbours
 K = 5
 BROWSE_LIMIT = 20  # products listed by a query with no text or photo
-TEXT_CATEGORY_WEIGHT = 0.5  # text search score = keyword score + this x predicted probability of the item's path
+# Text search: a product's score is the weighted mean of the parts a query has (shoplens.search.text_search):
+# BM25 of its words against the title, the share of the attribute values it names (colour, gender...) the
+# product has, and the text model's probability of the product's category path.
+TEXT_SEARCH_WEIGHTS = {"title": 0.4, "attributes": 0.4, "category": 0.2}
+# A query word that no title or attribute has, of SPELLING_MIN_LENGTH letters or more, is read as the closest
+# known word at least SPELLING_CUTOFF similar (difflib ratio): 0.75 lets two swapped letters through ("bleu").
+SPELLING_CUTOFF = 0.75
+SPELLING_MIN_LENGTH = 4
 
 # audit (make audit)
 AUDIT_FOLDS = 5  # out-of-fold probabilities: each product judged by models trained on the other folds

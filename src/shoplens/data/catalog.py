@@ -157,9 +157,12 @@ def read_catalog(path, columns=None, levels=config.LEVELS, image_dir=None, requi
     table["category_parts"] = [fit_levels(p, levels) for p in parts]
 
     used = {id_col, title_col, image_col, category_col, *(level_cols or ())}
-    attributes = [c for c in header if c not in used]
-    for name in attributes:
-        table[name] = frame[name]
+    renamed = {old: new for old, new in spec.get("renamed", {}).items() if new not in header}
+    attributes = []
+    for column in header:
+        if column not in used:
+            attributes.append(renamed.get(column, column))
+            table[attributes[-1]] = frame[column]
 
     return Catalog(
         table=table,

@@ -88,8 +88,9 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
         out = {"id": item["id"], "title": item["title"], "category": item["category"], "levels": item["levels"],
                "attributes": {name: value for name, value in item["attributes"].items() if value},
                "url": f"{root}/item/{key}", "thumbnail": f"{root}/thumb/{key}", "image": f"{root}/image/{key}"}
-        if "score" in item:
-            out["score"] = item["score"]
+        for key in ("score", "why"):
+            if key in item:
+                out[key] = item[key]
         return out
 
     def image_file(item_id):
@@ -129,8 +130,11 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
         def page_url(number):
             return url_for("index", **{**request.args.to_dict(), "page": number})
 
-        active = list(filters.items()) + ([("category", category)] if category else [])
-        return render_template("index.html", facets=facets, filters=filters, category=category, active=active,
+        active = [(name, value) for name, values in filters.items()
+                  for value in ([values] if isinstance(values, str) else values)]
+        active += [("category", category)] if category else []
+        counts = _call(repository.facets, filters, category)
+        return render_template("index.html", facets=counts, filters=filters, category=category, active=active,
                                query=query, reading=reading, items=[public(i) for i in items], total=total,
                                page=page, pages=pages, page_url=page_url)
 
@@ -211,17 +215,18 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
 
     @app.get("/api/facets")
     def api_facets():
-        return jsonify(facets=facets)
+        filters = _filters(request.args, facets, {"category"})
+        return jsonify(facets=_call(repository.facets, filters, request.args.get("category") or None))
 
     @app.get("/api/items")
     def api_items():
         filters = _filters(request.args, facets, {"page", "page_size", "category"})
         page = _int_arg("page", 1, 1)
         size = _int_arg("page_size", page_size, 1, config.MAX_PAGE_SIZE)
-        total, items = _call(repository.browse, filters, request.args.get("category") or None,
-                             offset=(page - 1) * size, limit=size)
+        category = request.args.get("category") or None
+        total, items = _call(repository.browse, filters, category, offset=(page - 1) * size, limit=size)
         return jsonify(total=total, page=page, page_size=size, pages=math.ceil(total / size),
-                       items=[public(i) for i in items])
+                       items=[public(i) for i in items], facets=repository.facets(filters, category))
 
     @app.get("/api/search")
     def api_search():
@@ -232,7 +237,8 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
         n = _int_arg("k", k, 1, config.MAX_K)
         reading, results = _call(repository.search_text, query, k=n, filters=filters,
                                  category=request.args.get("category") or None)
-        return jsonify(query=query, k=n, prediction=reading, results=[public(i) for i in results])
+        return jsonify(query=query, k=n, reading=reading, prediction=reading["prediction"],
+                       results=[public(i) for i in results])
 
     @app.get("/api/audit")
     def api_audit():

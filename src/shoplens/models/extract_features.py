@@ -12,7 +12,7 @@ summary of the run. The ``.npz`` holds, row-aligned with ``embeddings``
 (``(n, levels)``, one column per name in ``levels``), ``attribute_values``
 (``(n, attributes)``, one column per name in ``attributes``), ``image_paths``
 (as the splits store them: see :func:`shoplens.config.project_path`),
-``titles``, ``clean_titles`` and ``splits``; and, as 0-d arrays, the ``model``
+``image_sha1`` (of the photo's bytes), ``titles``, ``clean_titles`` and ``splits``; and, as 0-d arrays, the ``model``
 and ``layer`` they came from, the ``data_version`` of the splits, the
 ``fingerprint`` the search index checks, and ``item_range`` (first item, end,
 items in all) of this shard.
@@ -39,7 +39,8 @@ from shoplens.outputs import publish
 from shoplens.pipeline import current_data_version, embeddings_dir, extract_key, merge_key
 from shoplens.progress import progress_bar
 
-TEXT_ARRAYS = ("ids", "category", "labels", "attribute_values", "image_paths", "titles", "clean_titles", "splits")
+TEXT_ARRAYS = ("ids", "category", "labels", "attribute_values", "image_paths", "image_sha1", "titles", "clean_titles",
+               "splits")
 INFO = ("model", "layer", "data_version", "fingerprint")
 FILE = "extracted_features.npz"
 
@@ -119,6 +120,8 @@ def extract_features(
         "attributes": np.array(data["attributes"], dtype=str),
         "attribute_values": _text_table(part, data["attributes"]),
         "image_paths": part["image_path"].to_numpy(str),
+        # The photo's bytes, so that a search by a catalog photo can leave that product out.
+        "image_sha1": (part["image_sha1"] if "image_sha1" in part else pd.Series([""] * len(part))).to_numpy(str),
         "titles": (part["title"] if "title" in part else pd.Series([""] * len(part))).to_numpy(str),
         "clean_titles": (part["clean_title"] if "clean_title" in part else pd.Series([""] * len(part))).to_numpy(str),
         "splits": part["split"].to_numpy(str),

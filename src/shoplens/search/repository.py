@@ -1,9 +1,13 @@
 """The image repository: every product with its embedding, searchable by photo, text, attributes and category.
 
-:class:`Repository` is loaded once (embeddings, index, models) and answers many
-queries, from the shell or from the web gallery. It validates everything it is
-given: a bad query raises :class:`shoplens.ShoplensError` (a client mistake) or
-:class:`NotFoundError` (an unknown product), with a one-line message.
+:class:`Repository` loads once what queries need (embeddings, index, models, the
+text index) and answers many, from the shell, the web gallery or a notebook. The
+work is done by a module each: :mod:`~shoplens.search.filters` (filters and
+facets), :mod:`~shoplens.search.text_search` (text queries),
+:mod:`~shoplens.search.image_search` (query photos) and
+:mod:`~shoplens.search.index` (nearest neighbours). A bad query raises
+:class:`shoplens.ShoplensError` (a client mistake) or :class:`NotFoundError` (an
+unknown product), with a one-line message.
 
 Every method returns plain Python data (dicts, lists, strings, floats), ready
 for a table, a figure or JSON. A product is::
@@ -12,24 +16,25 @@ for a table, a figure or JSON. A product is::
      "levels": {"product_category": "Apparel", ...}, "attributes": {"gender": "Men", ...},
      "image_path": "/abs/path.jpg", "split": "train"}
 
-and a search result is a product with its ``"score"`` added.
+and a search result is a product with its ``"score"``, from 0 to 1, added (and, for
+a text query, ``"why"``: what it matched).
 """
-import io
+import json
 import logging
 import threading
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from PIL import Image
 
 from shoplens import ShoplensError, config
-from shoplens.data.clean_titles import TitleCleaner
-from shoplens.data.images import load_image
-from shoplens.models.decode import combine_posteriors, decode_paths, level_probs_from_paths
+from shoplens.models.decode import combine_posteriors
 from shoplens.models.extract_features import embedding_model, load_features_file, normalise
 from shoplens.models.trained import load_named_model
+from shoplens.search.filters import Fields
+from shoplens.search.image_search import read_photo
 from shoplens.search.index import load_index, top_k
+from shoplens.search.predictions import describe, path_probs, per_product
+from shoplens.search.text_search import TextSearch, describe_reading
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +57,7 @@ class Repository:
     models_dir : path
         Where the image model named in ``features`` and the text model are.
     text_model : str
-        The text model for text queries; without it, text search uses keywords alone.
+        The text model for text queries; without it, text search uses titles and attributes alone.
     language : str
         Language of the titles, for cleaning text queries as make_dataset cleaned the titles.
     """
@@ -67,19 +72,12 @@ class Repository:
         self.language = language
         self.catalog_name = catalog_name
         self.image_model_name = str(features["model"])
-        self.levels = features["levels"].tolist()
-        self.attributes = features["attributes"].tolist()
+        self.fields = Fields(features)
+        self.levels, self.attributes = self.fields.levels, self.fields.attributes
         self.ids = features["ids"]
         self._row = {item: i for i, item in enumerate(self.ids.tolist())}
-        # Each filterable field as integer codes, so a filter is an ``isin`` over small ints.
-        self._fields = {}
-        for k, name in enumerate(self.levels):
-            self._fields[name] = pd.factorize(features["labels"][:, k], sort=True)
-        for k, name in enumerate(self.attributes):
-            self._fields[name] = pd.factorize(features["attribute_values"][:, k], sort=True)
-        self._category_codes, self._categories = pd.factorize(features["category"], sort=True)
         self._lock = threading.Lock()
-        self._image_model = self._text_model = self._keywords = None
+        self._image_model = self._text_model = self._text_search = None
         self._text_model_missing = False
 
     @classmethod
@@ -97,10 +95,8 @@ class Repository:
         text_model : str
             The text model used by :meth:`search_text`.
         load_models : bool
-            Load the image and text models now, so no query pays for it.
+            Load the image and text models and the text index now, so no query pays for it.
         """
-        import json
-
         models_dir = Path(models_dir)
         features_path = models_dir / config.EMBEDDINGS_DIR.name / config.EXTRACTED_FEATURES.name
         index_path = models_dir / config.INDEX_DIR.name / config.SEARCH_INDEX.name
@@ -115,9 +111,10 @@ class Repository:
         return repository
 
     def load_models(self):
-        """Load the image and text models now, so that no query pays for it."""
+        """Load the image and text models and the text index now, so that no query pays for it."""
         self._image_runner()
         self._text_runner()
+        self._text_index()
 
     def __len__(self):
         return len(self.ids)
@@ -149,27 +146,33 @@ class Repository:
         """
         if int(offset) < 0 or int(limit) < 0:
             raise ShoplensError(f"offset and limit must not be negative, got offset {offset} and limit {limit}")
-        mask = self._mask(filters, category)
+        mask = self.fields.mask(filters, category)
         rows = np.flatnonzero(mask) if mask is not None else np.arange(len(self))
         return len(rows), [self._record(i) for i in rows[int(offset):int(offset) + int(limit)]]
 
-    def facets(self):
-        """Each level's and attribute's values with their number of products: ``{field: {value: count}}``."""
-        facets = {}
-        for name, (codes, values) in self._fields.items():
-            counts = np.bincount(codes, minlength=len(values))
-            facets[name] = {str(v): int(c) for v, c in zip(values, counts)}
-        return facets
+    def facets(self, filters=None, category=None):
+        """Each level's and attribute's values with their number of products: ``{field: {value: count}}``.
+
+        With filters, a field's counts apply the *other* fields' filters and the category
+        (see :mod:`shoplens.search.filters`).
+        """
+        return self.fields.facets(filters, category)
 
     def categories(self):
         """Every category path with its number of products."""
-        counts = np.bincount(self._category_codes, minlength=len(self._categories))
-        return {str(c): int(n) for c, n in zip(self._categories, counts)}
+        return self.fields.category_counts()
+
+    def check_filters(self, filters=None, category=None):
+        """Validate filters and a category without searching; return the number of matching products."""
+        mask = self.fields.mask(filters, category)
+        return len(self) if mask is None else int(mask.sum())
 
     # Queries
 
     def similar_to_image(self, image, k=config.K, same_category=False, filters=None, category=None):
         """Classify a photo with the image model, then find the most similar products.
+
+        A product whose photo is the query photo itself (the same bytes) is not among them.
 
         Parameters
         ----------
@@ -190,14 +193,17 @@ class Repository:
             Up to ``k`` products, most similar first, with their cosine ``score``.
         """
         self._check_k(k)
-        mask = self._mask(filters, category)
-        pixels = _query_image(image, self._image_size())  # before loading the model: a bad photo fails fast
+        mask = self.fields.mask(filters, category)
+        pixels, sha1 = read_photo(image, self._image_size())  # before loading the model: a bad photo fails fast
         runner, metadata = self._image_runner()
         outputs = runner.predict_on_batch(pixels[None])
-        prediction = _describe(_path_probs(outputs, metadata)[0], metadata)
+        prediction = describe(path_probs(outputs, metadata)[0], metadata)
         if same_category:
-            in_category = self._category_mask(prediction["category"], prefix=False)
+            in_category = self.fields.category_mask(prediction["category"], prefix=False)
             mask = in_category if mask is None else mask & in_category
+        itself = self.features["image_sha1"] == sha1
+        if itself.any():
+            mask = ~itself if mask is None else mask & ~itself
         query = normalise(np.asarray(outputs["embedding"], dtype=np.float32))
         return prediction, self._nearest(query, k, mask)
 
@@ -205,51 +211,52 @@ class Repository:
         """The ``k`` products most similar to product ``item_id`` (itself excluded)."""
         self._check_k(k, exclude=1)
         row = self._row_of(item_id)
-        mask = self._mask(filters, category)
+        mask = self.fields.mask(filters, category)
         mask = np.ones(len(self), dtype=bool) if mask is None else mask.copy()
         mask[row] = False
         return self._nearest(self.features["embeddings"][row][None], k, mask)
 
     def search_text(self, query, k=config.K, filters=None, category=None):
-        """Products for a free-text description.
+        """Products for a free-text description, scored from 0 to 1 (:mod:`shoplens.search.text_search`).
 
-        Keyword relevance (TF-IDF cosine between the cleaned query and each cleaned
-        title) plus ``TEXT_CATEGORY_WEIGHT`` times the text model's probability of the
-        product's category path for the query. Adding the category is what lets "red
-        running shoes for men" rank sports shoes whose titles say "trainers" above
-        red shirts, and it orders near-equal keyword matches by whether they are the
-        kind of product asked for; its weight below 1 means a sure category is worth
-        half a perfect title match, so it never buries a strong keyword match. Without
-        the text model the score is the keyword relevance alone (said once, in the log).
+        Words naming attribute values ("blue", "men") match those attributes, the others
+        the titles (BM25), and the text model's probability of each product's category
+        adds to both. Without the text model, titles and attributes alone (said once, in
+        the log).
 
         Returns
         -------
-        prediction : dict or None
-            The text model's reading of the query, as in :meth:`similar_to_image`.
+        reading : dict
+            What the query was read as: ``words`` matched against titles, ``attributes``
+            (``{field: [values]}``), ``corrections`` (``{typed: read as}``), ``unknown``
+            words, the text model's ``prediction`` (as in :meth:`similar_to_image`;
+            ``None`` without a model or a known word), and all of it as one line, ``text``.
         results : list of dict
-            Up to ``k`` products with a positive score, best first.
+            Up to ``k`` products that match a title word or an attribute, best first, each
+            with its ``score`` and ``why`` (a few words on what it matched). None when
+            nothing matches.
         """
         self._check_k(k)
-        mask = self._mask(filters, category)
-        clean = TitleCleaner(self.language)(str(query))
-        if not clean:
+        mask = self.fields.mask(filters, category)
+        text = self._text_index()
+        reading = text.read(query)
+        if not reading["clean"] and not reading["unknown"]:
             raise ShoplensError(f"query '{query}' has no words left after cleaning (stop words, digits, punctuation)")
-        vectorizer, titles = self._keyword_index()
-        scores = (titles @ vectorizer.transform([clean]).T).toarray().ravel().astype(np.float32)
-        prediction = None
-        runner = self._text_runner()
+        prediction, category_probs = None, None
+        runner = self._text_runner() if reading["clean"] else None
         if runner is not None:
             model, metadata = runner
-            path_probs = _path_probs(model.predict_on_batch({"title": np.array([clean], dtype=object)}), metadata)[0]
-            prediction = _describe(path_probs, metadata)
-            paths = {p: i for i, p in enumerate(metadata["labels"]["paths"])}
-            # Each product gets the probability of its own path; paths the model never saw get none.
-            lookup = np.array([path_probs[paths[c]] if c in paths else 0.0 for c in self._categories], np.float32)
-            scores += np.float32(config.TEXT_CATEGORY_WEIGHT) * lookup[self._category_codes]
-        if mask is not None:
-            scores[~mask] = 0.0
-        top = top_k(scores[None], k)[0]
-        return prediction, [self._record(i, scores[i]) for i in top if scores[i] > 0]
+            probs = path_probs(model.predict_on_batch({"title": np.array([reading["clean"]], dtype=object)}),
+                               metadata)[0]
+            prediction = describe(probs, metadata)
+            category_probs = per_product(probs, metadata, self.fields.categories, self.fields.category_codes)
+        scores, parts = text.score(reading, category_probs, mask)
+        top = [i for i in top_k(scores[None], k)[0] if scores[i] > 0]
+        results = [{**self._record(i, scores[i]), "why": text.explain(i, reading, parts, self.features["category"][i])}
+                   for i in top]
+        public = {key: reading[key] for key in ("words", "attributes", "corrections", "unknown")}
+        public["prediction"] = prediction
+        return {**public, "text": describe_reading(public)}, results
 
     def classify(self, image=None, title=None):
         """The predicted category of a photo (image model), a title (text model), or both.
@@ -262,12 +269,11 @@ class Repository:
             raise ShoplensError("give an image and/or a title to classify")
         probs, metadata = None, None
         if image is not None:
-            pixels = _query_image(image, self._image_size())
+            pixels, _ = read_photo(image, self._image_size())
             runner, metadata = self._image_runner()
-            outputs = runner.predict_on_batch(pixels[None])
-            probs = _path_probs(outputs, metadata)[0]
+            probs = path_probs(runner.predict_on_batch(pixels[None]), metadata)[0]
         if title:
-            clean = TitleCleaner(self.language)(str(title))
+            clean = self._text_index().cleaner(str(title))
             if not clean:
                 raise ShoplensError(f"title '{title}' has no words left after cleaning")
             runner = self._text_runner()
@@ -275,8 +281,8 @@ class Repository:
                 raise ShoplensError(f"{self.models_dir / self.text_model_name}: no text model to read titles; "
                                     f"run `make model_train MODELMODE=text`")
             model, text_metadata = runner
-            text_probs = _path_probs(model.predict_on_batch({"title": np.array([clean], dtype=object)}),
-                                     text_metadata)[0]
+            text_probs = path_probs(model.predict_on_batch({"title": np.array([clean], dtype=object)}),
+                                    text_metadata)[0]
             if probs is None:
                 probs, metadata = text_probs, text_metadata
             else:
@@ -286,14 +292,9 @@ class Repository:
                 counts = metadata.get("label_counts", {}).get("paths", {})
                 prior = np.array([counts.get(p, 1) for p in paths], dtype=np.float64)
                 probs = combine_posteriors([probs, text_probs], prior)
-        return _describe(probs, metadata)
+        return describe(probs, metadata)
 
     # Helpers
-
-    def check_filters(self, filters=None, category=None):
-        """Validate filters and a category without searching; return the number of matching products."""
-        mask = self._mask(filters, category)
-        return len(self) if mask is None else int(mask.sum())
 
     def _nearest(self, queries, k, mask):
         scores, rows = self.index.search(queries, k, allowed=mask)
@@ -311,7 +312,8 @@ class Repository:
             "split": str(f["splits"][row]),
         }
         if score is not None:
-            record["score"] = round(float(score), 4)
+            # Cosine similarities of non-negative embeddings and text scores both lie in [0, 1].
+            record["score"] = round(min(max(float(score), 0.0), 1.0), 4)
         return record
 
     def _row_of(self, item_id):
@@ -328,42 +330,8 @@ class Repository:
         if k > len(self) - exclude:
             raise ShoplensError(f"k={k} is larger than the catalog ({len(self) - exclude:,} products to return)")
 
-    def _mask(self, filters=None, category=None):
-        """Products matching every filter field (any of its values) and the category; ``None`` for all."""
-        mask = None
-        for field, values in (filters or {}).items():
-            if field not in self._fields:
-                raise ShoplensError(f"unknown filter field '{field}' (choose from {', '.join(self._fields)})")
-            codes, known = self._fields[field]
-            values = [values] if isinstance(values, str) else list(values)
-            lookup = {str(v).casefold(): i for i, v in enumerate(known)}
-            wanted = []
-            for value in values:
-                if str(value).strip().casefold() not in lookup:
-                    raise ShoplensError(f"unknown {field} '{value}' (choose from {_listing(known)})")
-                wanted.append(lookup[str(value).strip().casefold()])
-            matches = np.isin(codes, wanted)
-            mask = matches if mask is None else mask & matches
-        if category:
-            in_category = self._category_mask(category)
-            mask = in_category if mask is None else mask & in_category
-        return mask
-
-    def _category_mask(self, category, prefix=True):
-        """Products whose path is ``category`` or, with ``prefix``, starts with its levels."""
-        parts = [p.strip() for p in str(category).split(config.CATEGORY_SEP.strip())]
-        wanted = config.CATEGORY_SEP.join(parts).casefold()
-        matches = [i for i, c in enumerate(self._categories)
-                   if c.casefold() == wanted or (prefix and c.casefold().startswith(wanted + config.CATEGORY_SEP))]
-        if not matches and prefix:
-            tops = sorted({c.split(config.CATEGORY_SEP)[0] for c in self._categories})
-            raise ShoplensError(f"unknown category '{category}' (paths start with {_listing(tops)}, levels "
-                                f"separated by '{config.CATEGORY_SEP.strip()}')")
-        return np.isin(self._category_codes, matches)
-
     def _image_size(self):
         """The image model's input size, from its metadata (no model loading)."""
-
         if self._image_model is not None:
             return self._image_model[1]["image_size"]
         _, metadata = load_named_model(self.image_model_name, self.models_dir, self.processed_dir, metadata_only=True)
@@ -392,7 +360,7 @@ class Repository:
                     model, metadata = load_named_model(self.text_model_name, self.models_dir, self.processed_dir)
                 except ShoplensError as err:
                     self._text_model_missing = True
-                    log.warning("text search uses keywords alone: %s", err)
+                    log.warning("text search uses titles and attributes alone: %s", err)
                     return None
                 if metadata["modelmode"] != "text":
                     raise ShoplensError(f"SEARCH_TEXT_MODEL={self.text_model_name} is not a text model")
@@ -400,56 +368,9 @@ class Repository:
                 self._text_model = model, metadata
             return self._text_model
 
-    def _keyword_index(self):
-        """TF-IDF of every cleaned title, fitted on first use."""
+    def _text_index(self):
+        """The text search over every title and attribute, built on first use."""
         with self._lock:
-            if self._keywords is None:
-                from sklearn.feature_extraction.text import TfidfVectorizer
-
-                # Titles are already cleaned and stemmed: split on spaces and nothing else.
-                vectorizer = TfidfVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False,
-                                             sublinear_tf=True)
-                self._keywords = vectorizer, vectorizer.fit_transform(self.features["clean_titles"].tolist())
-            return self._keywords
-
-
-def _query_image(image, size):
-    """Decode a query photo (path, bytes or file-like) into a ``(size, size, 3)`` uint8 array."""
-    name = str(image) if isinstance(image, (str, Path)) else "the uploaded image"
-    if isinstance(image, (str, Path)) and not Path(image).is_file():
-        raise ShoplensError(f"{image}: no such image file")
-    if isinstance(image, (bytes, bytearray)):
-        image = io.BytesIO(image)
-    try:
-        return load_image(image, size, name=name)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ShoplensError(f"{name}: cannot read as an image ({reason})") from None
-
-
-def _path_probs(outputs, metadata):
-    """``(n, n_paths)`` probabilities of the category paths from a model's outputs."""
-    labels = metadata["labels"]
-    if metadata["classmode"] == "multiclass":
-        return np.asarray(outputs["category"], dtype=np.float64)
-    level_probs = [np.asarray(outputs[name], dtype=np.float64) for name in labels["levels"]]
-    return decode_paths(level_probs, labels["paths"], labels["levels"])[1]
-
-
-def _describe(path_probs, metadata, top=3):
-    """The best path, its probability, and the ``top`` classes of each level with their probabilities."""
-    labels = metadata["labels"]
-    best = int(np.argmax(path_probs))
-    level_probs = level_probs_from_paths(path_probs[None], labels["paths"], labels["levels"])
-    levels = {}
-    for (name, classes), probs in zip(labels["levels"].items(), level_probs):
-        order = np.argsort(-probs[0])[:top]
-        levels[name] = [{"name": classes[j], "probability": round(float(probs[0, j]), 4)} for j in order]
-    return {"category": labels["paths"][best], "probability": round(float(path_probs[best]), 4), "levels": levels,
-            "model": metadata["name"]}
-
-
-def _listing(values, most=12):
-    values = [str(v) for v in values]
-    shown = ", ".join(values[:most])
-    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
+            if self._text_search is None:
+                self._text_search = TextSearch(self.features["clean_titles"].tolist(), self.fields, self.language)
+            return self._text_search

@@ -4,8 +4,8 @@
 
 document.addEventListener("DOMContentLoaded", () => {
   // A filter takes effect as soon as it is chosen.
-  for (const select of document.querySelectorAll("select[data-autosubmit]")) {
-    select.addEventListener("change", () => select.form.submit());
+  for (const input of document.querySelectorAll("[data-autosubmit]")) {
+    input.addEventListener("change", () => input.form.submit());
   }
   // On a phone the filters fold away, so the products come first, unless one is on.
   const panel = document.getElementById("filter-panel");

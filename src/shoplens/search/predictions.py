@@ -1,0 +1,33 @@
+"""A model's category reading of a query: path probabilities from its outputs, and their short description."""
+import numpy as np
+
+from shoplens.models.decode import decode_paths, level_probs_from_paths
+
+
+def path_probs(outputs, metadata):
+    """``(n, n_paths)`` probabilities of the category paths from a model's outputs."""
+    labels = metadata["labels"]
+    if metadata["classmode"] == "multiclass":
+        return np.asarray(outputs["category"], dtype=np.float64)
+    level_probs = [np.asarray(outputs[name], dtype=np.float64) for name in labels["levels"]]
+    return decode_paths(level_probs, labels["paths"], labels["levels"])[1]
+
+
+def describe(probs, metadata, top=3):
+    """The best path, its probability, and the ``top`` classes of each level with their probabilities."""
+    labels = metadata["labels"]
+    best = int(np.argmax(probs))
+    level_probs = level_probs_from_paths(probs[None], labels["paths"], labels["levels"])
+    levels = {}
+    for (name, classes), level in zip(labels["levels"].items(), level_probs):
+        order = np.argsort(-level[0])[:top]
+        levels[name] = [{"name": classes[j], "probability": round(float(level[0, j]), 4)} for j in order]
+    return {"category": labels["paths"][best], "probability": round(float(probs[best]), 4), "levels": levels,
+            "model": metadata["name"]}
+
+
+def per_product(probs, metadata, categories, category_codes):
+    """Each product's probability of its own category path; paths the model never saw get 0."""
+    index = {p: i for i, p in enumerate(metadata["labels"]["paths"])}
+    lookup = np.array([probs[index[c]] if c in index else 0.0 for c in categories], np.float32)
+    return lookup[category_codes]

@@ -1,0 +1,181 @@
+"""Text search: what a query's words say about titles, attributes and category, scored from 0 to 1.
+
+A query is read in three parts (:meth:`TextSearch.read`):
+
+* words that name a value of one of the catalog's attributes ("blue", "men",
+  "summer", "navy blue") ask for that value: products that have it score on the
+  *attributes* part. Words are stemmed as titles are, so "shoes" and "shoe", or
+  "Women" and "women's", are one word;
+* the other words score against the titles with BM25 (``bm25s``), divided by the
+  best title's score, on the *title* part;
+* the text model's probability that the query names each product's category path
+  is the *category* part: it lets "running shoes" find sports shoes whose titles
+  say "trainers".
+
+A product's score is the weighted mean of the parts the query has
+(``TEXT_SEARCH_WEIGHTS``). Only products that match a title word or an attribute
+are results: a sure category alone never pads the list, and a query of unknown
+words has no results. A word found in neither titles nor attributes is read as the
+closest known word when one is close enough (``SPELLING_CUTOFF``), and the reading
+says so.
+"""
+import difflib
+
+import numpy as np
+
+from shoplens import config
+from shoplens.data.clean_titles import TitleCleaner
+
+
+class TextSearch:
+    """Scores every product of a repository for a text query.
+
+    Parameters
+    ----------
+    clean_titles : sequence of str
+        The products' cleaned titles, as make_dataset wrote them.
+    fields : shoplens.search.filters.Fields
+        The products' fields; attribute values are read out of queries.
+    language : str
+        Language of the titles: queries are cleaned and stemmed as the titles were.
+    weights : dict
+        Weight of the ``title``, ``attributes`` and ``category`` parts.
+    """
+
+    def __init__(self, clean_titles, fields, language=config.LANGUAGE, weights=config.TEXT_SEARCH_WEIGHTS):
+        import bm25s
+
+        self.fields = fields
+        self.weights = dict(weights)
+        self.cleaner = TitleCleaner(language)
+        self.title_words = [set(title.split()) for title in clean_titles]
+        self.bm25 = bm25s.BM25()
+        # A catalog without titles still gets an index, of one empty word, so every query scores 0.
+        self.bm25.index([title.split() or [""] for title in clean_titles], show_progress=False)
+        # Every attribute value, by its stemmed words: ("navi", "blue") -> {"colour": [code of "Navy Blue"]}.
+        self.phrases = {}
+        for field in fields.attributes:
+            for code, value in enumerate(fields.codes[field][1]):
+                words = tuple(self.cleaner(str(value)).split())
+                if words:  # years and other numbers have none
+                    self.phrases.setdefault(words, {}).setdefault(field, []).append(code)
+        self.longest_phrase = max(map(len, self.phrases), default=0)
+        self.vocabulary = set().union(*self.title_words, *self.phrases)
+        self._spellings = sorted(self.vocabulary)
+
+    def read(self, query):
+        """What a query asks for.
+
+        Returns
+        -------
+        dict
+            ``words``: stemmed words scored against titles; ``typed``: the query's word for
+            each stem it spelt right; ``attributes``: ``{field: [values]}`` named by the query;
+            ``corrections``: ``{typed word: the known word read instead}``; ``unknown``: words
+            neither titles nor attributes have; ``clean``: the corrected, cleaned query for
+            the text model (empty when no word is known).
+        """
+        stems, typed, corrections, unknown = [], {}, {}, []
+        for word in str(query).split():
+            for stem in self.cleaner(word).split():
+                if stem not in self.vocabulary:
+                    close = (difflib.get_close_matches(stem, self._spellings, n=1, cutoff=config.SPELLING_CUTOFF)
+                             if len(stem) >= config.SPELLING_MIN_LENGTH else [])
+                    if not close:
+                        unknown.append(word)
+                        continue
+                    corrections[word] = stem = close[0]
+                else:
+                    typed.setdefault(stem, word)
+                stems.append(stem)
+        attributes, words, i = {}, [], 0
+        while i < len(stems):
+            for n in range(min(self.longest_phrase, len(stems) - i), 0, -1):
+                named = self.phrases.get(tuple(stems[i:i + n]))
+                if named:
+                    for field, codes in named.items():
+                        attributes.setdefault(field, []).extend(c for c in codes if c not in attributes.get(field, []))
+                    i += n
+                    break
+            else:
+                words.append(stems[i])
+                i += 1
+        for word, stem in corrections.items():
+            named = self.phrases.get((stem,))
+            if named:  # say the value, not its stem: "bleu" is read as "Blue"
+                field, codes = next(iter(named.items()))
+                corrections[word] = str(self.fields.codes[field][1][codes[0]])
+        return {"words": words, "typed": typed, "corrections": corrections, "unknown": unknown,
+                "attributes": {field: [str(self.fields.codes[field][1][c]) for c in codes]
+                               for field, codes in attributes.items()},
+                "attribute_codes": attributes, "clean": " ".join(stems)}
+
+    def score(self, reading, category_probs=None, mask=None):
+        """Every product's score for a reading of :meth:`read`, from 0 to 1.
+
+        Parameters
+        ----------
+        reading : dict
+            A query as :meth:`read` returned it.
+        category_probs : ndarray, optional
+            ``(n_products,)``: the text model's probability of each product's category path.
+        mask : ndarray of bool, optional
+            The products that may be results (filters and category).
+
+        Returns
+        -------
+        scores : ndarray of float32
+            0 for every product that matches no title word and no attribute, or is masked.
+        parts : dict
+            Each part's ``(n_products,)`` scores, for :meth:`explain`.
+        """
+        n = len(self.title_words)
+        parts = {}
+        if reading["words"]:
+            title = np.asarray(self.bm25.get_scores(reading["words"]), dtype=np.float32)
+            if mask is not None:
+                title[~mask] = 0.0
+            best = title.max(initial=0.0)
+            parts["title"] = title / best if best > 0 else title
+        if reading["attribute_codes"]:
+            hits = [np.isin(self.fields.codes[field][0], codes) for field, codes in reading["attribute_codes"].items()]
+            parts["attributes"] = np.mean(hits, axis=0, dtype=np.float32)
+        matched = np.zeros(n, dtype=bool)
+        for part in parts.values():
+            matched |= part > 0
+        if category_probs is not None and parts:
+            parts["category"] = np.asarray(category_probs, dtype=np.float32)
+        total = sum(self.weights[name] for name in parts)
+        scores = np.zeros(n, dtype=np.float32)
+        for name, part in parts.items():
+            scores += np.float32(self.weights[name] / total) * part
+        scores[~matched] = 0.0
+        if mask is not None:
+            scores[~mask] = 0.0
+        return scores, parts
+
+    def explain(self, row, reading, parts, category=None):
+        """Why product ``row`` matched, in a few words: ``["title: running, shoes", "colour: Blue", ...]``."""
+        why = []
+        if "title" in parts and parts["title"][row] > 0:
+            words = [reading["typed"].get(w, w) for w in dict.fromkeys(reading["words"]) if w in self.title_words[row]]
+            why.append("title: " + ", ".join(words))
+        for field, values in reading["attributes"].items():
+            value = str(self.fields.codes[field][1][self.fields.codes[field][0][row]])
+            if value in values:
+                why.append(f"{field}: {value}")
+        if "category" in parts and category is not None:
+            why.append(f"{category.split(config.CATEGORY_SEP)[-1]}: {parts['category'][row]:.0%} by the text model")
+        return why
+
+
+def describe_reading(reading):
+    """One line on how a text query was read: title words, attribute values, corrections, category."""
+    parts = [f"titles: {' '.join(reading['words'])}"] if reading["words"] else []
+    parts += [f"{field}: {' or '.join(values)}" for field, values in reading["attributes"].items()]
+    parts += [f"'{typed}' read as '{known}'" for typed, known in reading["corrections"].items()]
+    if reading["unknown"]:
+        parts.append("no product has " + ", ".join(f"'{w}'" for w in reading["unknown"]))
+    if reading.get("prediction"):
+        parts.append(f"reads as {reading['prediction']['category']} ({reading['prediction']['probability']:.0%})")
+    return "; ".join(parts)
