@@ -398,10 +398,10 @@ class ProgressLog(keras.callbacks.Callback):
         self._last = self._started
 
     def on_train_batch_end(self, batch, logs=None):
-        now = time.monotonic()
-        if now - self._last >= (progress.LOG_INTERVAL if self.interval is None else self.interval):
+        now, done = time.monotonic(), min((batch + 1) * self.batch_size, self.items)
+        interval = progress.LOG_INTERVAL if self.interval is None else self.interval
+        if done < self.items and now - self._last >= interval:  # after the last step, the epoch's line follows
             self._last = now
-            done = min((batch + 1) * self.batch_size, self.items)
             self._print(progress_line(self._name(self._epoch), done, self.items, "item", now - self._started))
 
     def on_epoch_end(self, epoch, logs=None):
