@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from shoplens import ShoplensError
+from shoplens import ShoplensError, config
 from shoplens.data.clean_titles import TitleCleaner
 from shoplens.search.filters import Fields
 from shoplens.search.text_search import TextSearch, describe_reading
@@ -41,7 +41,7 @@ def fields():
 
 @pytest.fixture(scope="module")
 def search(fields):
-    return TextSearch(features()["clean_titles"].tolist(), fields)
+    return TextSearch([p[0] for p in PRODUCTS], features()["clean_titles"].tolist(), fields)
 
 
 def ranked(search, query, category_probs=None, mask=None):
@@ -52,13 +52,15 @@ def ranked(search, query, category_probs=None, mask=None):
 
 
 def test_words_naming_attribute_values_match_those_attributes(search):
-    reading, scores, order, _ = ranked(search, "blue running shoes for men")
+    shoes = np.array([0.9] * 4 + [0.05] * 2 + [0.0] * 4)  # what a text model makes of "running shoes"
+    reading, scores, order, _ = ranked(search, "blue running shoes for men", category_probs=shoes)
     assert reading["attributes"] == {"colour": ["Blue"], "gender": ["Men"]}
     assert reading["words"] == ["run", "shoe"]
-    # The blue men's running shoe first; then those with the words and one of the two attributes.
-    assert order[0] == 0
-    assert set(order[1:3]) == {1, 2}
-    assert scores[0] == pytest.approx(1.0)
+    # The blue men's running shoe first; then the other sports shoes, then the blue men's shirts: the type asked
+    # for outweighs the attributes.
+    assert order[0] == 0 and set(order[1:4]) == {1, 2, 3} and set(order[4:6]) == {4, 5}
+    w = config.TEXT_SEARCH_WEIGHTS
+    assert scores[0] == pytest.approx((w["title"] + w["attributes"] + 0.9 * w["category"]) / sum(w.values()))
 
 
 def test_plural_singular_and_possessive_forms_are_one_word(search):
@@ -95,9 +97,9 @@ def test_scores_are_bounded_and_the_category_part_orders_near_ties(search):
 
 def test_a_misspelt_word_is_read_as_the_closest_known_one(search):
     reading, _, order, parts = ranked(search, "bleu runing shooes")
-    assert reading["corrections"] == {"bleu": "Blue", "runing": "run", "shooes": "shoe"}
+    assert reading["corrections"] == {"bleu": "Blue", "runing": "running", "shooes": "shoes"}
     assert reading["attributes"] == {"colour": ["Blue"]} and order[0] in (0, 2)
-    assert search.explain(order[0], reading, parts)[:2] == ["title: run, shoe", "colour: Blue"]
+    assert search.explain(order[0], reading, parts)[:2] == ["title: running, shoes", "colour: Blue"]
     assert "'bleu' read as 'Blue'" in describe_reading(reading)
 
 
@@ -129,3 +131,10 @@ def test_unknown_filters_are_refused_in_one_line(fields):
         fields.mask({"color": "Blue"})
     with pytest.raises(ShoplensError, match="unknown colour 'Teal' \\(choose from Black, Blue"):
         fields.mask({"colour": ["Blue", "Teal"]})
+
+
+def test_a_value_that_loses_a_stop_word_does_not_take_the_plain_word():
+    products = [*PRODUCTS, ("Roadster Men Off White Shirt", "Apparel > Topwear > Shirts", "Men", "Off White", "Fall")]
+    search = TextSearch([p[0] for p in products], features(products)["clean_titles"].tolist(),
+                        Fields(features(products)))
+    assert search.read("white shirt")["attributes"] == {"colour": ["White"]}

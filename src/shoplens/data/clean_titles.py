@@ -47,5 +47,9 @@ class TitleCleaner:
 
     def __call__(self, title):
         """Clean one title; returns ``""`` when no word is left."""
+        return " ".join(self.stem(w) for w in self.words(title))
+
+    def words(self, title):
+        """The words of a title that cleaning keeps, lower case and not yet stemmed."""
         text = _JOINERS.sub("", title.lower())
-        return " ".join(self.stem(w) for w in _NOT_LETTERS.split(text) if w and w not in self.stop_words)
+        return [w for w in _NOT_LETTERS.split(text) if w and w not in self.stop_words]

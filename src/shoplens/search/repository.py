@@ -114,7 +114,7 @@ class Repository:
         """Load the image and text models and the text index now, so that no query pays for it."""
         self._image_runner()
         self._text_runner()
-        self._text_index()
+        self.text_index()
 
     def __len__(self):
         return len(self.ids)
@@ -238,7 +238,7 @@ class Repository:
         """
         self._check_k(k)
         mask = self.fields.mask(filters, category)
-        text = self._text_index()
+        text = self.text_index()
         reading = text.read(query)
         if not reading["clean"] and not reading["unknown"]:
             raise ShoplensError(f"query '{query}' has no words left after cleaning (stop words, digits, punctuation)")
@@ -273,7 +273,7 @@ class Repository:
             runner, metadata = self._image_runner()
             probs = path_probs(runner.predict_on_batch(pixels[None]), metadata)[0]
         if title:
-            clean = self._text_index().cleaner(str(title))
+            clean = self.text_index().cleaner(str(title))
             if not clean:
                 raise ShoplensError(f"title '{title}' has no words left after cleaning")
             runner = self._text_runner()
@@ -368,9 +368,10 @@ class Repository:
                 self._text_model = model, metadata
             return self._text_model
 
-    def _text_index(self):
+    def text_index(self):
         """The text search over every title and attribute, built on first use."""
         with self._lock:
             if self._text_search is None:
-                self._text_search = TextSearch(self.features["clean_titles"].tolist(), self.fields, self.language)
+                self._text_search = TextSearch(self.features["titles"].tolist(), self.features["clean_titles"].tolist(),
+                                               self.fields, self.language)
             return self._text_search

@@ -19,6 +19,7 @@ words has no results. A word found in neither titles nor attributes is read as t
 closest known word when one is close enough (``SPELLING_CUTOFF``), and the reading
 says so.
 """
+import collections
 import difflib
 
 import numpy as np
@@ -32,8 +33,8 @@ class TextSearch:
 
     Parameters
     ----------
-    clean_titles : sequence of str
-        The products' cleaned titles, as make_dataset wrote them.
+    titles, clean_titles : sequence of str
+        The products' titles, and as make_dataset cleaned them.
     fields : shoplens.search.filters.Fields
         The products' fields; attribute values are read out of queries.
     language : str
@@ -42,7 +43,7 @@ class TextSearch:
         Weight of the ``title``, ``attributes`` and ``category`` parts.
     """
 
-    def __init__(self, clean_titles, fields, language=config.LANGUAGE, weights=config.TEXT_SEARCH_WEIGHTS):
+    def __init__(self, titles, clean_titles, fields, language=config.LANGUAGE, weights=config.TEXT_SEARCH_WEIGHTS):
         import bm25s
 
         self.fields = fields
@@ -52,16 +53,25 @@ class TextSearch:
         self.bm25 = bm25s.BM25()
         # A catalog without titles still gets an index, of one empty word, so every query scores 0.
         self.bm25.index([title.split() or [""] for title in clean_titles], show_progress=False)
-        # Every attribute value, by its stemmed words: ("navi", "blue") -> {"colour": [code of "Navy Blue"]}.
-        self.phrases = {}
+        # Every attribute value, by its stemmed words: ("navi", "blue") -> {"colour": [code of "Navy Blue"]}. A value
+        # that lost a stop word ("Off White" -> "white") is read only where no value is exactly those words.
+        exact, partial = {}, {}
         for field in fields.attributes:
             for code, value in enumerate(fields.codes[field][1]):
                 words = tuple(self.cleaner(str(value)).split())
                 if words:  # years and other numbers have none
-                    self.phrases.setdefault(words, {}).setdefault(field, []).append(code)
+                    kept = exact if len(words) == len(str(value).split()) else partial
+                    kept.setdefault(words, {}).setdefault(field, []).append(code)
+        self.phrases = {words: {**partial.get(words, {}), **exact.get(words, {})} for words in {*exact, *partial}}
         self.longest_phrase = max(map(len, self.phrases), default=0)
         self.vocabulary = set().union(*self.title_words, *self.phrases)
-        self._spellings = sorted(self.vocabulary)
+        # Misspellings are corrected before stemming, against the words as titles and values spell them, each
+        # counted once per product that has it: of equally close words the commoner wins ("woemn": women, not woven).
+        self._spellings = collections.Counter(w for title in titles for w in set(self.cleaner.words(str(title))))
+        for field in fields.attributes:
+            codes, values = fields.codes[field]
+            for value, count in zip(values, np.bincount(codes, minlength=len(values))):
+                self._spellings.update(dict.fromkeys(self.cleaner.words(str(value)), int(count)))
 
     def read(self, query):
         """What a query asks for.
@@ -70,23 +80,25 @@ class TextSearch:
         -------
         dict
             ``words``: stemmed words scored against titles; ``typed``: the query's word for
-            each stem it spelt right; ``attributes``: ``{field: [values]}`` named by the query;
+            each stem (the known word, where it was misspelt); ``attributes``: ``{field: [values]}`` named by the query;
             ``corrections``: ``{typed word: the known word read instead}``; ``unknown``: words
             neither titles nor attributes have; ``clean``: the corrected, cleaned query for
             the text model (empty when no word is known).
         """
         stems, typed, corrections, unknown = [], {}, {}, []
         for word in str(query).split():
-            for stem in self.cleaner(word).split():
-                if stem not in self.vocabulary:
-                    close = (difflib.get_close_matches(stem, self._spellings, n=1, cutoff=config.SPELLING_CUTOFF)
-                             if len(stem) >= config.SPELLING_MIN_LENGTH else [])
-                    if not close:
+            for spelt in self.cleaner.words(word):
+                stem = self.cleaner.stem(spelt)
+                if stem in self.vocabulary:
+                    typed.setdefault(stem, word)
+                else:
+                    known = self._closest(spelt)
+                    if known is None:
                         unknown.append(word)
                         continue
-                    corrections[word] = stem = close[0]
-                else:
-                    typed.setdefault(stem, word)
+                    corrections[word] = known
+                    stem = self.cleaner.stem(known)
+                    typed.setdefault(stem, known)
                 stems.append(stem)
         attributes, words, i = {}, [], 0
         while i < len(stems):
@@ -100,8 +112,8 @@ class TextSearch:
             else:
                 words.append(stems[i])
                 i += 1
-        for word, stem in corrections.items():
-            named = self.phrases.get((stem,))
+        for word, known in corrections.items():
+            named = self.phrases.get((self.cleaner.stem(known),))
             if named:  # say the value, not its stem: "bleu" is read as "Blue"
                 field, codes = next(iter(named.items()))
                 corrections[word] = str(self.fields.codes[field][1][codes[0]])
@@ -109,6 +121,14 @@ class TextSearch:
                 "attributes": {field: [str(self.fields.codes[field][1][c]) for c in codes]
                                for field, codes in attributes.items()},
                 "attribute_codes": attributes, "clean": " ".join(stems)}
+
+    def _closest(self, spelt):
+        """The known word closest to a misspelt one, the commonest of the closest; ``None`` if none is close."""
+        if len(spelt) < config.SPELLING_MIN_LENGTH:
+            return None
+        close = difflib.get_close_matches(spelt, self._spellings, n=5, cutoff=config.SPELLING_CUTOFF)
+        ratios = {w: round(difflib.SequenceMatcher(None, spelt, w).ratio(), 6) for w in close}
+        return max(close, key=lambda w: (ratios[w], self._spellings[w]), default=None)
 
     def score(self, reading, category_probs=None, mask=None):
         """Every product's score for a reading of :meth:`read`, from 0 to 1.
@@ -158,7 +178,7 @@ class TextSearch:
         """Why product ``row`` matched, in a few words: ``["title: running, shoes", "colour: Blue", ...]``."""
         why = []
         if "title" in parts and parts["title"][row] > 0:
-            words = [reading["typed"].get(w, w) for w in dict.fromkeys(reading["words"]) if w in self.title_words[row]]
+            words = [reading["typed"][w] for w in dict.fromkeys(reading["words"]) if w in self.title_words[row]]
             why.append("title: " + ", ".join(words))
         for field, values in reading["attributes"].items():
             value = str(self.fields.codes[field][1][self.fields.codes[field][0][row]])
