@@ -123,7 +123,8 @@ def test_fashion_layout_and_named_columns(tmp_path):
     pd.DataFrame(rows).to_csv(folder / "styles.csv", index=False)
     summary = run(tmp_path, folder, min_items=3)
     assert summary["layout"] == "fashion" and summary["rows_kept"] == 30
-    assert "baseColour" in summary["attributes"]
+    # baseColour is named colour, as in the demo, so that a filter has one name in every catalog.
+    assert summary["attributes"] == ["gender", "colour", "season", "year", "usage"]
     assert summary["classes_per_level"] == {"product_category": 1, "product_type": 1, "product_details": 3}
 
     pd.DataFrame(rows).rename(columns={"id": "sku", "productDisplayName": "name"}).assign(
