@@ -27,7 +27,7 @@ TIMED = bash -c '"$${@:2}"; status=$$?; echo "$$1: $$SECONDS s"; exit $$status' 
 export SHOPLENS_GIVEN := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $v)),$v)))
 
 .PHONY: help demo test params demo-catalog data features model_train model_predict search_models \
-	model_extract_features merge_features index search evaluate_search audit serve tensorboard benchmark \
+	model_extract_features merge_features index search evaluate_search audit notebooks serve tensorboard benchmark \
 	benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale benchmark-audit docs lint \
 	clean lock
 
@@ -41,9 +41,9 @@ demo: | $(INSTALLED) ## Set up, generate the demo catalog and run the pipeline o
 	@$(TIMED) evaluate_search $(MAKE) --no-print-directory evaluate_search
 	@echo
 	@$(TIMED) "search by photo" $(MAKE) --no-print-directory search IMAGE="$$(ls -d $(DEMO_DIR)/images/*.jpg | head -1)" \
-		GRID=reports/figures/search_image.png
+		GRID=reports/demo/figures/search_image.png
 	@echo
-	@$(TIMED) "search by text" $(MAKE) --no-print-directory search QUERY="red running shoes for men" GRID=reports/figures/search_text.png
+	@$(TIMED) "search by text" $(MAKE) --no-print-directory search QUERY="red running shoes for men" GRID=reports/demo/figures/search_text.png
 	@echo
 	@$(TIMED) audit $(MAKE) --no-print-directory audit
 	@echo
@@ -93,6 +93,17 @@ evaluate_search: index ## Image search quality: precision@k of test products aga
 
 audit: data ## Find products filed under a wrong category, and duplicates (AUDIT_FOLDS, AUDIT_HASH_DISTANCE)
 	@$(SHOPLENS) audit
+
+# The notebooks run from notebooks/, as Jupyter runs them there; their executed copies, outputs and all, and
+# HTML pages of them go to reports/<catalog>/notebooks/ (notebooks/ keeps them clean).
+NOTEBOOKS := notebooks/dataset_statistics.ipynb notebooks/visual_search.ipynb
+NBCONVERT = $(BIN)/jupyter nbconvert --log-level ERROR
+notebooks: index ## Run both notebooks on the project's current data, into reports/<catalog>/notebooks/
+	@out="reports/$$($(BIN)/python -c 'from shoplens.data.make_dataset import load_summary as s; print(s()["catalog_name"])')/notebooks" && \
+	$(NBCONVERT) --to notebook --execute "--ExecutePreprocessor.extra_arguments=['--IPKernelApp.log_level=ERROR']" \
+		--output-dir "$$out" $(NOTEBOOKS) && \
+	$(NBCONVERT) --to html --output-dir "$$out" $(addprefix "$$out"/,$(notdir $(NOTEBOOKS))) && \
+	echo "notebooks: executed into $$out/ (.ipynb for Jupyter, .html for a browser)"
 
 serve: index ## The web gallery and its JSON API on http://HOST:PORT (waitress)
 	@$(SHOPLENS) serve

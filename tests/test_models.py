@@ -95,7 +95,8 @@ def test_every_mode_learns_well_beyond_the_most_frequent_class(demo_project, tmp
         pytest.approx(metrics["accuracy"]["product_details"])
     valid = set(json.loads((project / "data/processed/features/labels.json").read_text())["paths"])
     assert set(predictions["predicted_category"]) <= valid
-    for figure in ("confusion_product_category", "confusion_product_type", "training", "reliability"):
+    for figure in ("confusion_product_category", "confusion_product_type", "confusion_product_details", "training",
+                   "reliability"):
         assert (reports / f"{figure}.png").is_file()
     per_class = pd.read_csv(reports / "classification_report_product_details.csv")
     assert list(per_class.columns) == ["class", "precision", "recall", "f1-score", "support"]

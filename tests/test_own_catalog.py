@@ -9,7 +9,7 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, SHOPLENS, clean_env, make, run_notebook, scratch_project, word, write_image
+from conftest import REPO, SHOPLENS, clean_env, make, scratch_project, word, write_image
 
 pytestmark = pytest.mark.skipif(not (REPO / ".venv" / ".installed").exists(),
                                 reason="needs the project's .venv (make test)")
@@ -123,16 +123,30 @@ def test_search_predict_and_serve_answer_from_the_users_catalog(shop_project):
     assert f"PORT: {port}" not in (project / "params.yaml").read_text()  # a run's port is not remembered
 
 
-def test_notebooks_run_from_their_own_folder_on_the_users_catalog(shop_project):
-    project, _ = shop_project
-    outputs = run_notebook("dataset_statistics.ipynb", project, from_its_folder=True)
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert any("shop/products.csv" in o.get("text", "") for o in outputs)
-    outputs = run_notebook("visual_search.ipynb", project, from_its_folder=True)
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert not [o for o in outputs if "image not found" in o.get("text", "")]
-    figure = project / "reports" / "figures" / "visual_search_neighbours.png"
+def test_make_notebooks_runs_them_from_their_own_folder_on_the_users_catalog(shop_project):
+    import nbformat
     from PIL import Image
+
+    project, _ = shop_project
+    result = make(project, "notebooks")
+    assert "notebooks: executed into reports/products/notebooks/" in result.stdout
+    executed = project / "reports" / "products" / "notebooks"
+    outputs = {}
+    for name in ("dataset_statistics", "visual_search"):
+        assert (executed / f"{name}.html").stat().st_size > 50_000  # the figures are inside
+        notebook = nbformat.read(executed / f"{name}.ipynb", as_version=4)
+        outputs[name] = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+        assert not [o for o in outputs[name] if o.output_type == "error"]
+        assert not [o for o in outputs[name] if "image not found" in o.get("text", "")]
+        assert sum("image/png" in o.get("data", {}) for o in outputs[name]) == 2
+    assert any("catalog products: 48 rows read from shop/products.csv" in o.get("text", "")
+               for o in outputs["dataset_statistics"])
+    assert nbformat.read(project / "notebooks" / "visual_search.ipynb", as_version=4).cells[1].outputs == []
+    figures = project / "reports" / "products" / "figures"
+    assert {p.name for p in figures.iterdir()} == {"class_imbalance.png", "title_lengths.png",
+                                                   "visual_search_neighbours.png", "visual_search_map.png"}
+    assert not (project / "reports" / "figures").exists()
+    figure = figures / "visual_search_neighbours.png"
 
     pixels = np.asarray(Image.open(figure).convert("RGB"), dtype=float)
     assert (np.abs(pixels - SHOP["Garden/Tools/Spades"]).sum(axis=2) < 60).sum() > 500  # real photos, not boxes

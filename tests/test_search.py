@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli, run_notebook
+from conftest import run_cli
 
 from shoplens import ShoplensError
 from shoplens.models.extract_features import (
@@ -439,16 +439,6 @@ def test_evaluate_search_writes_precision_at_k(gallery_project, tmp_path):
     again = run_cli("evaluate-search", cwd=project)
     assert again.stdout.splitlines()[0] == "search evaluation: up to date (reports/demo/search)"
     assert again.stdout.splitlines()[2] == result.stdout.splitlines()[2]
-
-
-def test_visual_search_notebook_runs_and_writes_figures(gallery_project):
-    outputs = run_notebook("visual_search.ipynb", gallery_project)
-    figures = gallery_project / "reports" / "figures"
-    assert (figures / "visual_search_neighbours.png").stat().st_size > 50_000
-    assert (figures / "visual_search_map.png").stat().st_size > 20_000
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
-    assert any("585 products" in o.get("text", "") for o in outputs)
 
 
 def test_output_files_in_folders_that_are_not_there(gallery_project, tmp_path):

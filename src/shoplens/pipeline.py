@@ -257,3 +257,8 @@ def audit_key(folds=config.AUDIT_FOLDS, hash_distance=config.AUDIT_HASH_DISTANCE
 def audit_dir(catalog, reports_dir=config.REPORTS_DIR):
     """Where the audit of a catalog is published: ``reports/<catalog>/audit``."""
     return Path(reports_dir) / catalog / "audit"
+
+
+def figures_dir(catalog, reports_dir=config.REPORTS_DIR):
+    """Where the notebooks and the demo draw a catalog's figures: ``reports/<catalog>/figures``."""
+    return Path(reports_dir) / catalog / "figures"

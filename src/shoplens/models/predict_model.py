@@ -7,7 +7,8 @@ trained on catalog ``<catalog>``, the folder ``reports/<catalog>/<name>/``:
   macro-F1, top-5, calibration and a per-class report (:mod:`shoplens.models.metrics`);
 * ``classification_report_<level>.csv``: precision, recall, F1 and support per class;
 * ``predictions.csv``: one row per test item;
-* ``confusion_<level>.png`` (first two levels), ``reliability.png`` and ``training.png``.
+* ``confusion_<level>.png`` for every level, the deepest included (of many classes, the 25 most frequent),
+  ``reliability.png`` and ``training.png``; each figure's title names the model and the catalog.
 """
 import json
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from shoplens.models.metrics import evaluate
 from shoplens.models.trained import load_model, model_name
 from shoplens.outputs import publish
 from shoplens.parallel import imap
-from shoplens.pipeline import evaluate_key, evaluation_dir
+from shoplens.pipeline import evaluate_key, evaluation_dir, figures_dir
 from shoplens.stages import version_of
 
 
@@ -98,14 +99,18 @@ def model_predict(classmode=config.CLASSMODE, modelmode=config.MODELMODE, proces
     frame = predictions_frame(predictions, table)
     with publish(evaluation_dir(catalog, name, reports_dir), "evaluation", key, version_of(key)) as staging:
         frame.to_csv(staging / "predictions.csv", index=False)
-        for level in list(predictions.levels)[:2]:
-            plot_confusion_matrix(table[level], frame[f"predicted_{level}"], predictions.levels[level],
-                                  f"{name} on {catalog}: {level}", staging / f"confusion_{level}.png")
-        plot_training_curves(metadata["history"], f"{name} on {catalog}", staging / "training.png")
+        for level, classes in predictions.levels.items():
+            plot_confusion_matrix(table[level], frame[f"predicted_{level}"], classes,
+                                  f"{name} on {catalog}, test split: {level}", staging / f"confusion_{level}.png")
+        plot_training_curves(metadata["history"], f"{name} on {catalog}", staging / "training.png",
+                             heads=metadata.get("heads"), best_epoch=metadata.get("best_epoch"),
+                             first_epoch=metadata.get("first_epoch", 1))
         plot_reliability(metrics["reliability"], f"{name} on {catalog}", staging / "reliability.png")
         for level, report in metrics["classes"].items():
             pd.DataFrame(report).to_csv(staging / f"classification_report_{level}.csv", index=False)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    # Beside it, the folder for the catalog's other figures (search grids, the notebooks'), e.g. GRID= of make search.
+    figures_dir(catalog, reports_dir).mkdir(parents=True, exist_ok=True)
     return metrics
 
 

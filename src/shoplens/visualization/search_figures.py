@@ -19,16 +19,17 @@ def plot_search_grid(rows, path=None, title=None):
     Parameters
     ----------
     rows : list of dict
-        Each with ``results`` (search results: ``image_path``, ``id``, ``category``,
-        optionally ``score``) and the query as ``image`` (a path or an array), ``text``,
-        or neither (a plain listing); ``caption`` is written under the query.
+        Each with ``results`` (search results: ``image_path``, ``id``, ``category``, optionally ``title``
+        and ``score``) and the query as ``image`` (a path or an array), ``text``, or neither (a plain
+        listing); ``caption`` is written under the query. Under each result go its title, shortened, and
+        its category path.
     path : str or Path, optional
         Where to save the figure (PNG).
     title : str, optional
         The figure's title.
     """
     columns = 1 + max([len(row["results"]) for row in rows] + [1])
-    fig = Figure(figsize=(1.9 * columns, 2.3 * len(rows) + (0.4 if title else 0)))
+    fig = Figure(figsize=(2.1 * columns, 3.0 * len(rows) + (0.4 if title else 0)))
     axes = fig.subplots(len(rows), columns, squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
@@ -46,14 +47,24 @@ def plot_search_grid(rows, path=None, title=None):
                           transform=query_ax.transAxes)
         for rank, (ax, result) in enumerate(zip(ax_row[1:], row["results"]), start=1):
             draw_image(ax, result["image_path"])
-            leaf = result["category"].split(config.CATEGORY_SEP)[-1]
-            score = f"  {result['score']:.3f}" if "score" in result else ""
+            score = f"  score {result['score']:.3f}" if result.get("score") is not None else ""
             ax.set_title(f"{rank}. {result['id']}{score}", fontsize=8)
-            ax.text(0.5, -0.04, textwrap.fill(leaf, 22), ha="center", va="top", fontsize=7, transform=ax.transAxes)
+            ax.text(0.5, -0.04, result_caption(result), ha="center", va="top", fontsize=7, transform=ax.transAxes)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def result_caption(result, width=32):
+    """A result's title, shortened to two lines, above its category path, one level a line where it is long."""
+    lines = textwrap.wrap(str(result.get("title") or ""), width, max_lines=2, placeholder=" …")
+    path = str(result["category"])
+    if len(path) > width:
+        levels = path.split(config.CATEGORY_SEP)
+        path = "\n".join(textwrap.shorten(level if k == 0 else f"> {level}", width, placeholder="…")
+                         for k, level in enumerate(levels))
+    return "\n".join([*lines, path])
 
 
 def draw_image(ax, image):
