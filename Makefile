@@ -28,7 +28,8 @@ export SHOPLENS_GIVEN := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command
 
 .PHONY: help demo test params demo-catalog data features model_train model_predict search_models \
 	model_extract_features merge_features index search evaluate_search audit notebooks serve tensorboard benchmark \
-	benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale benchmark-audit docs lint \
+	benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale benchmark-audit \
+	benchmark-text-search docs lint \
 	clean lock
 
 help: ## List the targets
@@ -111,7 +112,7 @@ serve: index ## The web gallery and its JSON API on http://HOST:PORT (waitress)
 tensorboard: | $(INSTALLED) ## TensorBoard on logs/
 	$(BIN)/tensorboard --logdir logs
 
-benchmark: benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale benchmark-audit ## Every benchmark
+benchmark: benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale benchmark-audit benchmark-text-search ## Every benchmark
 
 benchmark-data: | $(INSTALLED) ## Time data + features on a 100,000-item demo catalog
 	$(BIN)/python benchmarks/data.py
@@ -127,6 +128,9 @@ benchmark-serve: | $(INSTALLED) ## Load-test the gallery API (20 clients, 30 s p
 
 benchmark-audit: | $(INSTALLED) ## The audit on the fashion catalog with planted label errors and duplicates
 	$(BIN)/python benchmarks/audit.py
+
+benchmark-text-search: | $(INSTALLED) ## Text search relevance (P@10, nDCG@10) on 300 attribute queries, fashion catalog
+	$(BIN)/python benchmarks/text_search.py
 
 benchmark-scale: | $(INSTALLED) ## The whole pipeline on a 100,000-item demo catalog: time and memory per stage
 	$(BIN)/python benchmarks/scale.py

@@ -7,7 +7,7 @@ real server (`shoplens serve`, waitress) on a free port and, from this second
 process, runs 20 concurrent keep-alive clients for 30 s against each of
 `/api/similar/<id>` and `/api/search?q=`. Median and 95th-percentile latency,
 throughput and errors go to reports/benchmarks/serve.json and serve.md, with
-screenshots of the page at desktop and phone widths in reports/figures/.
+screenshots of the page at desktop and phone widths in reports/benchmarks/.
 """
 import argparse
 import collections
@@ -30,7 +30,6 @@ import pandas as pd
 from measure import REPORTS, machine, run_measured, write_report
 
 SHOPLENS = [sys.executable, "-m", "shoplens.cli"]
-FIGURES = REPORTS.parent / "figures"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -117,13 +116,13 @@ def load(base_url, paths, clients, seconds):
 
 
 def screenshots(base_url, example_id, photo):
-    """The page at desktop and phone widths, a photo search and a product page, into reports/figures/gallery_*.png."""
+    """The page at desktop and phone widths, a photo search and a product page: reports/benchmarks/gallery_*.png."""
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} not found: no screenshots")
         return []
     from playwright.sync_api import sync_playwright
 
-    FIGURES.mkdir(parents=True, exist_ok=True)
+    REPORTS.mkdir(parents=True, exist_ok=True)
     shots = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -138,7 +137,7 @@ def screenshots(base_url, example_id, photo):
                 page.evaluate("window.scrollTo(0, document.body.scrollHeight)")  # loads the lazy thumbnails
             page.wait_for_load_state("networkidle")
             page.evaluate("window.scrollTo(0, 0)")
-            out = FIGURES / f"gallery_{name}.png"
+            out = REPORTS / f"gallery_{name}.png"
             page.screenshot(path=out, full_page=name in ("phone", "photo"))
             shots.append(str(out.relative_to(REPORTS.parent.parent)))
             page.close()

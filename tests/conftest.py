@@ -91,19 +91,12 @@ def make(project, *args, check=True, timeout=900, env=None):
     return result
 
 
-def run_notebook(name, project, from_its_folder=False):
-    """Execute ``notebooks/<name>`` on a project's outputs; return the outputs of its code cells.
-
-    ``from_its_folder`` runs the project's own copy in ``<project>/notebooks`` as Jupyter does there,
-    with nothing telling it where the project is.
-    """
+def run_notebook(name, project):
+    """Execute ``notebooks/<name>`` on a project's outputs; return the outputs of its code cells."""
     import nbformat
     from nbclient import NotebookClient
 
-    if from_its_folder:
-        folder, env = Path(project) / "notebooks", clean_env()
-    else:
-        folder, env = REPO / "notebooks", {**clean_env(), "SHOPLENS_PROJECT_DIR": str(project)}
+    folder, env = REPO / "notebooks", {**clean_env(), "SHOPLENS_PROJECT_DIR": str(project)}
     notebook = nbformat.read(folder / name, as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(folder)}}).execute(env=env)

@@ -17,7 +17,6 @@ PROCESSED_DIR = DATA_DIR / "processed"
 MODELS_DIR = PROJECT_DIR / "models"
 LOGS_DIR = PROJECT_DIR / "logs"
 REPORTS_DIR = PROJECT_DIR / "reports"
-FIGURES_DIR = REPORTS_DIR / "figures"
 BENCHMARKS_DIR = REPORTS_DIR / "benchmarks"
 # The options given to make or shoplens, remembered for every later command (see shoplens.params).
 PARAMS_FILE = PROJECT_DIR / "params.yaml"
