@@ -138,3 +138,13 @@ def test_a_value_that_loses_a_stop_word_does_not_take_the_plain_word():
     search = TextSearch([p[0] for p in products], features(products)["clean_titles"].tolist(),
                         Fields(features(products)))
     assert search.read("white shirt")["attributes"] == {"colour": ["White"]}
+
+
+def test_a_misspelling_is_read_as_the_commonest_of_the_closest_words():
+    products = [*PRODUCTS, *[(f"Roadster Men {c} T-Shirt", "Apparel > Topwear > Tshirts", "Men", c, "Summer")
+                             for c in ("Blue", "White", "Black")],
+                ("Vantero Men Red Shrit", "Apparel > Topwear > Shirts", "Men", "Red", "Summer")]
+    search = TextSearch([p[0] for p in products], features(products)["clean_titles"].tolist(),
+                        Fields(features(products)))
+    # As near to "shrit" (a misspelling in one title) as to "tshirt", which three titles have.
+    assert search.read("tshrits")["corrections"] == {"tshrits": "tshirt"}

@@ -127,7 +127,7 @@ BROWSE_LIMIT = 20  # products listed by a query with no text or photo
 # Text search: a product's score is the weighted mean of the parts a query has (shoplens.search.text_search):
 # BM25 of its words against the title, the share of the attribute values it names (colour, gender...) the
 # product has, and the text model's probability of the product's category path. The best on the validate queries
-# of `make benchmark-text-search` (P@10 0.967) of those where the type (title and category) weighs at least as
+# of `make benchmark-text-search` (P@10 0.973) of those where the type (title and category) weighs at least as
 # much as the attributes, so that "blue running shoes" lists white running shoes before blue shirts.
 TEXT_SEARCH_WEIGHTS = {"title": 0.2, "attributes": 0.4, "category": 0.2}
 # A query word that no title or attribute has, of SPELLING_MIN_LENGTH letters or more, is read as the closest

@@ -227,7 +227,8 @@ class Repository:
         Returns
         -------
         reading : dict
-            What the query was read as: ``words`` matched against titles, ``attributes``
+            What the query was read as: ``words`` matched against titles (as typed, or the
+            known word read for a misspelt one), ``attributes``
             (``{field: [values]}``), ``corrections`` (``{typed: read as}``), ``unknown``
             words, the text model's ``prediction`` (as in :meth:`similar_to_image`;
             ``None`` without a model or a known word), and all of it as one line, ``text``.
@@ -254,7 +255,8 @@ class Repository:
         top = [i for i in top_k(scores[None], k)[0] if scores[i] > 0]
         results = [{**self._record(i, scores[i]), "why": text.explain(i, reading, parts, self.features["category"][i])}
                    for i in top]
-        public = {key: reading[key] for key in ("words", "attributes", "corrections", "unknown")}
+        public = {key: reading[key] for key in ("attributes", "corrections", "unknown")}
+        public = {"words": [reading["typed"][w] for w in reading["words"]], **public}
         public["prediction"] = prediction
         return {**public, "text": describe_reading(public)}, results
 

@@ -16,13 +16,14 @@ A product's score is the weighted mean of the parts the query has
 (``TEXT_SEARCH_WEIGHTS``). Only products that match a title word or an attribute
 are results: a sure category alone never pads the list, and a query of unknown
 words has no results. A word found in neither titles nor attributes is read as the
-closest known word when one is close enough (``SPELLING_CUTOFF``), and the reading
-says so.
+known word it most likely meant, when one is close enough (``SPELLING_CUTOFF``),
+and the reading says so.
 """
 import collections
 import difflib
 
 import numpy as np
+from nltk.metrics.distance import edit_distance
 
 from shoplens import config
 from shoplens.data.clean_titles import TitleCleaner
@@ -65,13 +66,18 @@ class TextSearch:
         self.phrases = {words: {**partial.get(words, {}), **exact.get(words, {})} for words in {*exact, *partial}}
         self.longest_phrase = max(map(len, self.phrases), default=0)
         self.vocabulary = set().union(*self.title_words, *self.phrases)
-        # Misspellings are corrected before stemming, against the words as titles and values spell them, each
-        # counted once per product that has it: of equally close words the commoner wins ("woemn": women, not woven).
+        # Misspellings are corrected against the words as titles and values spell them, each counted once per
+        # product that has it: of the close words the commonest wins ("woemn": women, not woven).
         self._spellings = collections.Counter(w for title in titles for w in set(self.cleaner.words(str(title))))
         for field in fields.attributes:
             codes, values = fields.codes[field]
             for value, count in zip(values, np.bincount(codes, minlength=len(values))):
                 self._spellings.update(dict.fromkeys(self.cleaner.words(str(value)), int(count)))
+        # Stems are compared too ("tshrits" is closer to "tshirt" as a stem), each spelt as its commonest word.
+        stems = {}
+        for word, _ in self._spellings.most_common():
+            stems.setdefault(self.cleaner.stem(word), word)
+        self._spelt = {"word": {w: w for w in self._spellings}, "stem": stems}  # what is compared -> the word
 
     def read(self, query):
         """What a query asks for.
@@ -123,12 +129,21 @@ class TextSearch:
                 "attribute_codes": attributes, "clean": " ".join(stems)}
 
     def _closest(self, spelt):
-        """The known word closest to a misspelt one, the commonest of the closest; ``None`` if none is close."""
+        """The known word a misspelt one most likely meant (as a word or as a stem); ``None`` if none is close.
+
+        As a noisy-channel speller does: of the words similar enough (difflib ratio ``SPELLING_CUTOFF``), those
+        fewest edits away (swapping two letters is one), and of those the commonest. "tshrits" is one edit from
+        "tshirt" and from "shrit", one title's typo, but far more titles say "tshirt"; "wmoen" is one edit from
+        "women" and two from the commoner "men".
+        """
         if len(spelt) < config.SPELLING_MIN_LENGTH:
             return None
-        close = difflib.get_close_matches(spelt, self._spellings, n=5, cutoff=config.SPELLING_CUTOFF)
-        ratios = {w: round(difflib.SequenceMatcher(None, spelt, w).ratio(), 6) for w in close}
-        return max(close, key=lambda w: (ratios[w], self._spellings[w]), default=None)
+        edits = {}
+        for typed, spellings in ((spelt, self._spelt["word"]), (self.cleaner.stem(spelt), self._spelt["stem"])):
+            for close in difflib.get_close_matches(typed, spellings, n=10, cutoff=config.SPELLING_CUTOFF):
+                distance = edit_distance(typed, close, transpositions=True)
+                edits[spellings[close]] = min(edits.get(spellings[close], distance), distance)
+        return min(sorted(edits), key=lambda w: (edits[w], -self._spellings[w]), default=None)
 
     def score(self, reading, category_probs=None, mask=None):
         """Every product's score for a reading of :meth:`read`, from 0 to 1.
