@@ -11,12 +11,14 @@ Pages
 
 JSON API (errors are ``{"error": "..."}`` with the status)
 
-* ``GET /api/items?page=&page_size=&category=&<filter>=``: products, a page at a time;
-* ``GET /api/search?q=&k=&category=&<filter>=``: text search;
+* ``GET /api/items?page=&page_size=&category=&<filter>=``: products, a page at a time, with the facet
+  counts under those filters (a filter named twice takes either value);
+* ``GET /api/search?q=&k=&category=&<filter>=``: text search: how the query was ``reading``, and results
+  with their ``score`` (0 to 1) and ``why``;
 * ``POST /api/classify``: multipart ``image`` and/or ``title`` (with ``k``, ``same_category``);
 * ``GET /api/similar/<id>?k=``: the products most like one;
 * ``GET /api/audit?category=&limit=``: what ``/audit`` shows (404 until ``make audit`` ran);
-* ``GET /api/facets``, ``GET /api/health``.
+* ``GET /api/facets?category=&<filter>=``, ``GET /api/health``.
 """
 import io
 import json
