@@ -305,6 +305,10 @@ def test_the_page_browses_filters_and_pages(client, catalog):
 
     searched = client.get("/", query_string={"q": catalog.iloc[0]["title"]}).get_data(as_text=True)
     assert "Results for" in searched and f'/item/{catalog.iloc[0]["id"]}"' in searched
+    assert 'id="reading">Read as: ' in searched
+    nothing = client.get("/", query_string={"q": "zzzzqqq"}).get_data(as_text=True)
+    assert "Nothing matches “zzzzqqq”" in nothing and "no product has &#39;zzzzqqq&#39;" in nothing
+    assert "best 0" not in nothing and 'class="card"' not in nothing.split("<template")[0]
 
     assert client.get("/?page=zero").status_code == 400
     assert client.get("/?utm_source=newsletter").status_code == 200  # the page ignores parameters it does not know
