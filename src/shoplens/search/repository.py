@@ -234,7 +234,7 @@ class Repository:
             ``None`` without a model or a known word), and all of it as one line, ``text``.
         results : list of dict
             Up to ``k`` products that match a title word or an attribute, best first, each
-            with its ``score`` and ``why`` (a few words on what it matched). None when
+            with its ``score`` and ``why`` (a few words on what it matched); empty when
             nothing matches.
         """
         self._check_k(k)
@@ -255,9 +255,8 @@ class Repository:
         top = [i for i in top_k(scores[None], k)[0] if scores[i] > 0]
         results = [{**self._record(i, scores[i]), "why": text.explain(i, reading, parts, self.features["category"][i])}
                    for i in top]
-        public = {key: reading[key] for key in ("attributes", "corrections", "unknown")}
-        public = {"words": [reading["typed"][w] for w in reading["words"]], **public}
-        public["prediction"] = prediction
+        public = {"words": [reading["typed"][w] for w in reading["words"]], "attributes": reading["attributes"],
+                  "corrections": reading["corrections"], "unknown": reading["unknown"], "prediction": prediction}
         return {**public, "text": describe_reading(public)}, results
 
     def classify(self, image=None, title=None):
