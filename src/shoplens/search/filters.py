@@ -31,23 +31,18 @@ class Fields:
         for k, name in enumerate(self.attributes):
             self.codes[name] = pd.factorize(features["attribute_values"][:, k], sort=True)
         self.category_codes, self.categories = pd.factorize(features["category"], sort=True)
-        self.size = len(self.category_codes)
 
-    def mask(self, filters=None, category=None, ignore=None):
-        """Products matching every filter field (any of its values) and the category; ``None`` for all.
+    def mask(self, filters=None, category=None):
+        """Products matching every filter field (any of its values) and the category; ``None`` for all."""
+        return _all(self._matches(filters, category).values())
 
-        ``ignore`` leaves out one field's filter, as its own facet counts need.
-        """
-        mask = None
-        for field, values in (filters or {}).items():
-            if field == ignore:
-                continue
-            matches = np.isin(self.codes[self._known(field)][0], self.value_codes(field, values))
-            mask = matches if mask is None else mask & matches
+    def _matches(self, filters=None, category=None):
+        """Each filter field's products matching it, and the category's under the key ``None``."""
+        matches = {field: np.isin(self.codes[self._known(field)][0], self.value_codes(field, values))
+                   for field, values in (filters or {}).items()}
         if category:
-            in_category = self.category_mask(category)
-            mask = in_category if mask is None else mask & in_category
-        return mask
+            matches[None] = self.category_mask(category)
+        return matches
 
     def value_codes(self, field, values):
         """The codes of a field's values (a value or a list of them), matched ignoring case."""
@@ -69,9 +64,10 @@ class Fields:
         dict
             ``{field: {value: count}}``, every value listed, counts of 0 included.
         """
+        matches = self._matches(filters, category)
         facets = {}
         for name, (codes, values) in self.codes.items():
-            mask = self.mask(filters, category, ignore=name)
+            mask = _all(match for field, match in matches.items() if field != name)
             counts = np.bincount(codes if mask is None else codes[mask], minlength=len(values))
             facets[name] = {str(v): int(c) for v, c in zip(values, counts)}
         return facets
@@ -97,6 +93,12 @@ class Fields:
         if field not in self.codes:
             raise ShoplensError(f"unknown filter field '{field}' (choose from {', '.join(self.codes)})")
         return field
+
+
+def _all(masks):
+    """The products in every one of ``masks``; ``None`` (all of them) for no mask."""
+    masks = list(masks)
+    return np.logical_and.reduce(masks) if masks else None
 
 
 def listing(values, most=12):

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from shoplens import ShoplensError, config
+from shoplens.data.clean_titles import TitleCleaner
 from shoplens.models.decode import combine_posteriors
 from shoplens.models.extract_features import embedding_model, load_features_file, normalise
 from shoplens.models.trained import load_named_model
@@ -72,6 +73,7 @@ class Repository:
         self.language = language
         self.catalog_name = catalog_name
         self.image_model_name = str(features["model"])
+        self.cleaner = TitleCleaner(language)
         self.fields = Fields(features)
         self.levels, self.attributes = self.fields.levels, self.fields.attributes
         self.ids = features["ids"]
@@ -274,7 +276,7 @@ class Repository:
             runner, metadata = self._image_runner()
             probs = path_probs(runner.predict_on_batch(pixels[None]), metadata)[0]
         if title:
-            clean = self.text_index().cleaner(str(title))
+            clean = self.cleaner(str(title))
             if not clean:
                 raise ShoplensError(f"title '{title}' has no words left after cleaning")
             runner = self._text_runner()
