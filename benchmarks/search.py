@@ -5,11 +5,15 @@
    median latencies measured side by side, one query at a time:
    * ``--n-small`` (100,000) vectors: the exact index's single-query latency, batch throughput and resident
      memory (the growth of this process while loading the vectors from disk into the index and querying it);
+     the same for ``INDEX_PRECISION=int8`` beside float32, query by query alternately, with its recall@10
+     against float32;
    * ``--n-large`` (1,000,000) vectors: the FAISS index's build time, recall@10 against exact search and
      single-query latency, at the configured ``FAISS_NPROBE`` and a few others.
 2. Quality on ../shared/datasets/fashion-products (skipped if absent): precision@5 of the image search
    (multilabel_image, simple backbone, no pretrained weights, default data and features settings, trained in a
-   scratch project) against a raw-pixel baseline (16x16 thumbnails as embeddings), same split, same metric.
+   scratch project) against a raw-pixel baseline (16x16 thumbnails as embeddings), same split, same metric;
+   and on that model's embeddings, every product a query, the recall@10 of int8 and of FAISS (its default
+   lists for the catalog's size, several nprobe) against float32.
 
 Results go to reports/benchmarks/search.json and search.md.
 """
@@ -30,14 +34,14 @@ from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
 from shoplens import config
-from shoplens.search.index import ExactIndex, FaissIndex
+from shoplens.search.index import ExactIndex, FaissIndex, Int8Index, load_index, save_index
 
 SHOPLENS = [sys.executable, "-m", "shoplens.cli"]
 FASHION = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "fashion-products"
 DIM = 512
 K = 10
 TARGETS = {"exact_latency_ms": 10.0, "exact_memory_ratio": 1.5, "faiss_recall": 0.95, "faiss_latency_ms": 2.0,
-           "precision_gain": 0.15}
+           "precision_gain": 0.15, "int8_latency_ratio": 0.6, "int8_recall": 0.999, "int8_memory_ratio": 0.55}
 
 
 def clustered_vectors(n, dim=DIM, seed=0, chunk=100_000):
@@ -83,22 +87,41 @@ def rss():
 
 
 def small_scale(n, queries_n, workdir):
-    print(f"exact search on {n:,} x {DIM} vectors", flush=True)
+    print(f"exact search on {n:,} x {DIM} vectors, float32 and int8", flush=True)
     data = clustered_vectors(n + queries_n, seed=1)
     vectors, queries = data[:n], data[n:]
     path = workdir / "vectors.npy"
     np.save(path, vectors)
-    before = rss()
-    # The index as the repository holds it: the embeddings loaded from disk, searched in place.
-    index = ExactIndex(np.load(path))
-    for query in queries[:20]:
-        index.search(query[None], K)
-    memory = rss() - before
+    save_index(Int8Index.build(vectors), "synthetic", workdir / "search_index.json")
+    # Each index as the repository holds it, loaded from disk and searched: the float32 one is the embeddings
+    # themselves; the int8 one reads its codes, and only the rows it rescores from the float32 file.
+    memory = {}
+    for precision, load in (("float32", lambda: ExactIndex(np.load(path))),
+                            ("int8", lambda: load_index(np.load(path, mmap_mode="r"), "synthetic",
+                                                        workdir / "search_index.json"))):
+        before = rss()
+        index = load()
+        for query in queries[:20]:
+            index.search(query[None], K)
+        memory[precision] = rss() - before
+        del index
+    index, compact = ExactIndex(np.load(path)), load_index(vectors, "synthetic", workdir / "search_index.json")
+    truth = index.search(queries, K)[1]
+    found = compact.search(queries, K)[1]
+    compact_recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth)]))
     sklearn = NearestNeighbors(n_neighbors=K, metric="cosine", algorithm="brute").fit(vectors)
-    for query in queries[:3]:  # warm up both
+    for query in queries[:3]:  # warm up all three
         index.search(query[None], K)
+        compact.search(query[None], K)
         sklearn.kneighbors(query[None])
-    ours, theirs = side_by_side(lambda q: index.search(q, K), lambda q: sklearn.kneighbors(q), queries, 50)
+    # float32, int8, float32, int8 over all the queries, so both see the same spells of the machine. Not query
+    # by query: BLAS's and OpenMP's threads, woken by one library's call and spinning, slow the other's.
+    float32_ms, int8_ms = [], []
+    for _ in range(2):
+        float32_ms += latencies(lambda q: index.search(q, K), queries)
+        int8_ms += latencies(lambda q: compact.search(q, K), queries)
+    ours, int8_ms = median(float32_ms), median(int8_ms)
+    theirs = median(latencies(lambda q: sklearn.kneighbors(q), queries[:50]))
 
     batch = queries[:1000]
     started = time.perf_counter()
@@ -109,8 +132,35 @@ def small_scale(n, queries_n, workdir):
     theirs_qps = len(batch) / (time.perf_counter() - started)
     return {"n": n, "dim": DIM, "latency_ms": round(ours, 2), "sklearn_latency_ms": round(theirs, 2),
             "speedup": round(theirs / ours, 1), "batch_queries": len(batch), "batch_qps": round(ours_qps),
-            "sklearn_batch_qps": round(theirs_qps), "memory_mb": round(memory / 2**20, 1),
-            "vector_mb": round(vectors.nbytes / 2**20, 1), "memory_ratio": round(memory / vectors.nbytes, 3)}
+            "sklearn_batch_qps": round(theirs_qps), "memory_mb": round(memory["float32"] / 2**20, 1),
+            "vector_mb": round(vectors.nbytes / 2**20, 1), "memory_ratio": round(memory["float32"] / vectors.nbytes, 3),
+            "int8": {"latency_ms": round(int8_ms, 2), "latency_ratio": round(int8_ms / ours, 3),
+                     "memory_mb": round(memory["int8"] / 2**20, 1),
+                     "memory_ratio": round(memory["int8"] / memory["float32"], 3),
+                     "recall_at_10": round(compact_recall, 4), "rescored": Int8Index.RESCORED * K}}
+
+
+def real_recall(features, nprobes):
+    """recall@10 of the int8 and FAISS indexes against float32 on a catalog's embeddings, every item a query."""
+    vectors = features["embeddings"]
+    print(f"recall@{K} on the catalog's {len(vectors):,} x {vectors.shape[1]} embeddings", flush=True)
+
+    def neighbours(index):  # the query itself left out
+        found = index.search(vectors, K + 1)[1]
+        return [[j for j in row if j != i][:K] for i, row in enumerate(found)]
+
+    truth = neighbours(ExactIndex(vectors))
+
+    def recall(index):
+        return round(float(np.mean([len(set(f) & set(t)) / K for f, t in zip(neighbours(index), truth)])), 4)
+
+    faiss_index = FaissIndex.build(vectors)
+    by_nprobe = {}
+    for nprobe in sorted(set(nprobes) | {config.FAISS_NPROBE}):
+        faiss_index.nprobe = nprobe
+        by_nprobe[nprobe] = recall(faiss_index)
+    return {"items": len(vectors), "dim": int(vectors.shape[1]), "int8_recall_at_10": recall(Int8Index.build(vectors)),
+            "faiss_nlist": faiss_index.index.nlist, "faiss_recall_by_nprobe": by_nprobe}
 
 
 def large_scale(n, queries_n, nprobes):
@@ -148,8 +198,9 @@ def large_scale(n, queries_n, nprobes):
             "by_nprobe": results, "queries": len(queries)}
 
 
-def catalog_quality(catalog, workdir):
-    """precision@5 of the image search and of raw 16x16 pixels on the fashion catalog's test split."""
+def catalog_quality(catalog, workdir, nprobes):
+    """precision@5 of the image search and of raw 16x16 pixels on the fashion catalog's test split, and the
+    recall of the int8 and FAISS indexes on its embeddings."""
     print(f"image search quality on {catalog}", flush=True)
     env = {"SHOPLENS_PROJECT_DIR": str(workdir), "TF_CPP_MIN_LOG_LEVEL": "3"}
     train = ["train", "--classmode", "multilabel", "--modelmode", "image", "--backbone", "simple", "--weights", "none"]
@@ -181,6 +232,7 @@ def catalog_quality(catalog, workdir):
                           for name, b in baselines.items()},
             "best_baseline": best, "random_precision": model["random_precision"],
             "gain": round(model["precision@5"] - baselines[best]["precision@5"], 4),
+            "recall": real_recall(features, nprobes),
             "seconds": {k: round(v, 1) for k, v in seconds.items()}}
 
 
@@ -199,12 +251,13 @@ def main():
     scratch = Path(tempfile.mkdtemp(prefix="shoplens-bench-search-"))
     try:
         small = small_scale(args.n_small, args.queries, scratch)
-        large = large_scale(args.n_large, args.queries, [int(v) for v in args.nprobes.split(",")])
+        nprobes = [int(v) for v in args.nprobes.split(",")]
+        large = large_scale(args.n_large, args.queries, nprobes)
         quality = None
         if args.catalog.is_dir():
             workdir = args.workdir or scratch / "project"
             workdir.mkdir(parents=True, exist_ok=True)
-            quality = catalog_quality(args.catalog, workdir)
+            quality = catalog_quality(args.catalog, workdir, nprobes)
         else:
             print(f"{args.catalog}: not found; skipping the catalog quality part", flush=True)
     finally:
@@ -215,6 +268,12 @@ def main():
             small["latency_ms"] <= TARGETS["exact_latency_ms"],
         f"exact search on {small['n']:,}: memory <= {TARGETS['exact_memory_ratio']}x the vectors":
             small["memory_ratio"] <= TARGETS["exact_memory_ratio"],
+        f"int8 exact search on {small['n']:,}: median latency <= {TARGETS['int8_latency_ratio']}x float32's":
+            small["int8"]["latency_ratio"] <= TARGETS["int8_latency_ratio"],
+        f"int8 exact search on {small['n']:,}: recall@10 >= {TARGETS['int8_recall']} against float32":
+            small["int8"]["recall_at_10"] >= TARGETS["int8_recall"],
+        f"int8 exact search on {small['n']:,}: resident memory <= {TARGETS['int8_memory_ratio']}x float32's":
+            small["int8"]["memory_ratio"] <= TARGETS["int8_memory_ratio"],
         f"FAISS on {large['n']:,}: recall@10 >= {TARGETS['faiss_recall']}":
             large["recall_at_10"] >= TARGETS["faiss_recall"],
         f"FAISS on {large['n']:,}: median latency <= {TARGETS['faiss_latency_ms']:.0f} ms":
@@ -223,6 +282,9 @@ def main():
     if quality:
         checks[f"image search precision@5 >= best raw-pixel baseline + {TARGETS['precision_gain']}"] = \
             quality["gain"] >= TARGETS["precision_gain"]
+        checks[f"int8 exact search on {Path(quality['catalog']).name}'s embeddings: recall@10 >= "
+               f"{TARGETS['int8_recall']} against float32"] = \
+            quality["recall"]["int8_recall_at_10"] >= TARGETS["int8_recall"]
 
     command = f"make benchmark-search  (python benchmarks/search.py --n-small {args.n_small} --n-large {args.n_large})"
     # Other work on the machine slows the memory-bound scans: the load says how much there was.
@@ -236,6 +298,11 @@ def main():
         f"{small['sklearn_batch_qps']:,} queries/s | {small['batch_qps'] / small['sklearn_batch_qps']:.1f}x |",
         f"| exact, {small['n']:,} x {DIM} | resident memory | {small['memory_mb']:.0f} MB "
         f"({small['memory_ratio']:.2f}x the {small['vector_mb']:.0f} MB of vectors) | | |",
+        f"| exact int8 (rescoring {small['int8']['rescored']} in float32), {small['n']:,} x {DIM} | single query, "
+        f"median | {small['int8']['latency_ms']:.2f} ms ({small['int8']['latency_ratio']:.2f}x float32's, same run; "
+        f"recall@10 {small['int8']['recall_at_10']:.4f}) | | |",
+        f"| exact int8, {small['n']:,} x {DIM} | resident memory | {small['int8']['memory_mb']:.0f} MB "
+        f"({small['int8']['memory_ratio']:.2f}x float32's) | | |",
         f"| exact, {large['n']:,} x {DIM} | single query, median | {large['exact_latency_ms']:.1f} ms | "
         f"{large['sklearn_latency_ms']:.0f} ms | {large['sklearn_latency_ms'] / large['exact_latency_ms']:.1f}x |",
         f"| FAISS IVF{large['nlist']},Flat nprobe {large['nprobe']}, {large['n']:,} x {DIM} | single query, median | "
@@ -263,6 +330,14 @@ def main():
                      f"(random ranking: {quality['random_precision']:.3f}).\n\n"
                      "| embeddings | precision@1 | precision@5 | precision@10 | mAP@10 |\n|---|---|---|---|---|\n"
                      + "\n".join(rows) + "\n")
+        real = quality["recall"]
+        faiss_rows = "\n".join(f"| FAISS IVF{real['faiss_nlist']},Flat nprobe {p} | {r:.4f} |"
+                                for p, r in real["faiss_recall_by_nprobe"].items())
+        markdown += (f"\nrecall@10 against float32 exact search on the {real['items']:,} x {real['dim']} embeddings "
+                     "of that model, every product a query (itself left out):\n\n| index | recall@10 |\n|---|---|\n"
+                     f"| exact int8, rescoring {Int8Index.RESCORED * K} in float32 | "
+                     f"{real['int8_recall_at_10']:.4f} |\n"
+                     + faiss_rows + "\n")
     markdown += "\n" + "\n".join(f"- {'met' if ok else 'NOT met'}: {check}" for check, ok in checks.items()) + "\n"
     write_report("search", data, markdown)
 

@@ -120,6 +120,7 @@ EXTRACTED_FEATURES = EMBEDDINGS_DIR / "extracted_features.npz"
 SEARCH_INDEX = INDEX_DIR / "search_index.json"  # and search_index.faiss for an approximate index
 INDEX = "auto"  # "exact", "faiss", or "auto": faiss from INDEX_FAISS_THRESHOLD items on
 INDEX_FAISS_THRESHOLD = 200_000
+INDEX_PRECISION = "float32"  # the exact index's scan: "float32", or "int8" at a quarter of the memory and bytes read
 FAISS_NLIST = None  # inverted lists of the FAISS index; None: 4 x sqrt(items)
 FAISS_NPROBE = 16  # lists scanned per query: more is slower and finds more of the true neighbours
 K = 5

@@ -218,10 +218,12 @@ def merge_key(num_shards, models_dir=config.MODELS_DIR):
     return {"options": {"NUM_SHARDS": num_shards}, "upstream": upstream, "code": code_version(*CODE["embeddings"])}
 
 
-def index_key(kind=config.INDEX, threshold=config.INDEX_FAISS_THRESHOLD, models_dir=config.MODELS_DIR):
+def index_key(kind=config.INDEX, threshold=config.INDEX_FAISS_THRESHOLD, precision=config.INDEX_PRECISION,
+              models_dir=config.MODELS_DIR):
     """The search index: the embeddings and the options."""
     embeddings = published_version(embeddings_dir(models_dir=models_dir), "model_extract_features")
-    return {"options": {"INDEX": kind, "INDEX_FAISS_THRESHOLD": threshold}, "upstream": {"embeddings": embeddings},
+    options = {"INDEX": kind, "INDEX_FAISS_THRESHOLD": threshold, "INDEX_PRECISION": precision}
+    return {"options": options, "upstream": {"embeddings": embeddings},
             "code": code_version(*CODE["index"])}
 
 

@@ -32,7 +32,8 @@ def evaluate_search(repository, reports_dir=config.REPORTS_DIR):
 
 
 def search_metrics(features, index, query_split="test", candidate_split="train", batch_size=1024):
-    """Retrieval metrics of ``index`` over the embeddings in ``features`` (the arrays of the ``.npz``)."""
+    """Retrieval metrics of ``index`` over its vectors, with the labels and splits of ``features`` (the arrays of
+    the ``.npz``)."""
     splits = features["splits"]
     queries = np.flatnonzero(splits == query_split)
     candidates = splits == candidate_split
@@ -41,7 +42,7 @@ def search_metrics(features, index, query_split="test", candidate_split="train",
                             "run `make model_extract_features` on a split catalog")
     k = min(max(K_VALUES), int(candidates.sum()))
     neighbours = np.concatenate([
-        index.search(features["embeddings"][queries[i:i + batch_size]], k, allowed=candidates)[1]
+        index.search(index.vectors_of(queries[i:i + batch_size]), k, allowed=candidates)[1]
         for i in range(0, len(queries), batch_size)
     ])
     labels = features["labels"]
