@@ -141,10 +141,9 @@ def text_model_probs(repository, queries):
     """Each query's per-product category probability from the text model, as Repository.search_text computes it."""
     from shoplens.search.predictions import path_probs, per_product
 
-    model, metadata = repository._text_runner()
+    read_titles, metadata = repository._text_runner()
     cleaner = repository.text_index().cleaner
-    clean = np.array([cleaner(q["text"]) or "unknown" for q in queries], dtype=object)
-    probs = path_probs(model.predict({"title": clean}, batch_size=256, verbose=0), metadata)
+    probs = path_probs(read_titles([cleaner(q["text"]) or "unknown" for q in queries]), metadata)
     return [per_product(p, metadata, repository.fields.categories, repository.fields.category_codes) for p in probs]
 
 

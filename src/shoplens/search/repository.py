@@ -21,6 +21,7 @@ a text query, ``"why"``: what it matched).
 """
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from shoplens import ShoplensError, config
 from shoplens.data.clean_titles import TitleCleaner
+from shoplens.models.bag_of_words import title_reader
 from shoplens.models.decode import combine_posteriors
 from shoplens.models.extract_features import embedding_model, load_features_file, normalise
 from shoplens.models.trained import load_named_model
@@ -52,8 +54,9 @@ class Repository:
     Parameters
     ----------
     features : dict
-        The arrays of ``extracted_features.npz``.
-    index : ExactIndex or FaissIndex
+        The arrays of ``extracted_features.npz``. The embeddings are left to the index, which holds
+        them as it searches them (as int8 with ``INDEX_PRECISION=int8``).
+    index : ExactIndex, Int8Index or FaissIndex
         The nearest-neighbour index over ``features["embeddings"]``.
     models_dir : path
         Where the image model named in ``features`` and the text model are.
@@ -65,7 +68,7 @@ class Repository:
 
     def __init__(self, features, index, models_dir=config.MODELS_DIR, text_model=config.SEARCH_TEXT_MODEL,
                  language=config.LANGUAGE, catalog_name="catalog", processed_dir=config.PROCESSED_DIR):
-        self.features = features
+        self.features = {name: array for name, array in features.items() if name != "embeddings"}
         self.index = index
         self.models_dir = Path(models_dir)
         self.processed_dir = Path(processed_dir)
@@ -216,7 +219,7 @@ class Repository:
         mask = self.fields.mask(filters, category)
         mask = np.ones(len(self), dtype=bool) if mask is None else mask.copy()
         mask[row] = False
-        return self._nearest(self.features["embeddings"][row][None], k, mask)
+        return self._nearest(self.index.vectors_of([row]), k, mask)
 
     def search_text(self, query, k=config.K, filters=None, category=None):
         """Products for a free-text description, scored from 0 to 1 (:mod:`shoplens.search.text_search`).
@@ -248,9 +251,8 @@ class Repository:
         prediction, category_probs = None, None
         runner = self._text_runner() if reading["clean"] else None
         if runner is not None:
-            model, metadata = runner
-            probs = path_probs(model.predict_on_batch({"title": np.array([reading["clean"]], dtype=object)}),
-                               metadata)[0]
+            read_titles, metadata = runner
+            probs = path_probs(read_titles([reading["clean"]]), metadata)[0]
             prediction = describe(probs, metadata)
             category_probs = per_product(probs, metadata, self.fields.categories, self.fields.category_codes)
         scores, parts = text.score(reading, category_probs, mask)
@@ -283,9 +285,8 @@ class Repository:
             if runner is None:
                 raise ShoplensError(f"{self.models_dir / self.text_model_name}: no text model to read titles; "
                                     f"run `make model_train MODELMODE=text`")
-            model, text_metadata = runner
-            text_probs = path_probs(model.predict_on_batch({"title": np.array([clean], dtype=object)}),
-                                    text_metadata)[0]
+            read_titles, text_metadata = runner
+            text_probs = path_probs(read_titles([clean]), text_metadata)[0]
             if probs is None:
                 probs, metadata = text_probs, text_metadata
             else:
@@ -311,7 +312,8 @@ class Repository:
             "category": str(f["category"][row]),
             "levels": dict(zip(self.levels, map(str, f["labels"][row]))),
             "attributes": dict(zip(self.attributes, map(str, f["attribute_values"][row]))),
-            "image_path": str(config.project_path(str(f["image_paths"][row]))) if f["image_paths"][row] else "",
+            # os.path.join keeps an absolute path as it is: config.project_path without pathlib's cost per result.
+            "image_path": os.path.join(config.PROJECT_DIR, f["image_paths"][row]) if f["image_paths"][row] else "",
             "split": str(f["splits"][row]),
         }
         if score is not None:
@@ -356,7 +358,9 @@ class Repository:
             return self._image_model
 
     def _text_runner(self):
-        """The text model and its metadata, loaded once; ``None`` (said once) if it is missing."""
+        """A function from cleaned titles to the text model's outputs, and its metadata, loaded once; ``None``
+        (said once) if the model is missing. A bag-of-words model runs in NumPy (:mod:`shoplens.models.bag_of_words`).
+        """
         with self._lock:
             if self._text_model is None and not self._text_model_missing:
                 try:
@@ -367,8 +371,9 @@ class Repository:
                     return None
                 if metadata["modelmode"] != "text":
                     raise ShoplensError(f"SEARCH_TEXT_MODEL={self.text_model_name} is not a text model")
-                model.predict_on_batch({"title": np.array(["warm up"], dtype=object)})
-                self._text_model = model, metadata
+                read_titles = title_reader(model)
+                read_titles(["warm up"])
+                self._text_model = read_titles, metadata
             return self._text_model
 
     def text_index(self):

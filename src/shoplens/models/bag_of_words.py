@@ -1,0 +1,92 @@
+"""A bag-of-words text model (``TEXT_ENCODER=bag``) run in NumPy, for one query at a time.
+
+Text search reads every query with the text model. Through Keras, one short title
+costs a TensorFlow call of about a millisecond, most of it dispatch, and wakes
+TensorFlow's thread pools, which then compete with the web server's threads for
+the CPUs. The bag-of-words model is small enough to run as a few NumPy lines
+instead: token ids, the mean of their embeddings, a dense layer and the softmax
+heads. :func:`title_reader` picks this path for a bag-of-words model and Keras for
+the others (CNN, LSTM).
+
+NumPy computes in float32 where a model trained under mixed precision computed in
+bfloat16, so probabilities agree to about two decimals, not bit for bit.
+"""
+import numpy as np
+
+from shoplens.models.build_model import TEXT_EMBEDDING
+
+PADDING, UNKNOWN = 0, 1  # the token ids TextVectorization gives padding and out-of-vocabulary words
+
+
+class BagOfWords:
+    """The forward pass of a trained text-only bag-of-words model.
+
+    Use :meth:`of` rather than the constructor.
+
+    Parameters
+    ----------
+    vocabulary : list of str
+        Tokens; a token's id is its position plus 2.
+    title_length : int
+        Tokens read per title.
+    embeddings : array of shape (len(vocabulary) + 2, dim)
+        Token embeddings, padding and unknown words included.
+    dense : tuple of arrays
+        Kernel and bias of the ReLU layer on the mean embedding.
+    heads : dict
+        Output name -> (kernel, bias) of its softmax layer.
+    """
+
+    def __init__(self, vocabulary, title_length, embeddings, dense, heads):
+        self.ids = {token: i + 2 for i, token in enumerate(vocabulary)}
+        self.title_length = title_length
+        self.embeddings = embeddings
+        self.dense = dense
+        self.heads = heads
+
+    @classmethod
+    def of(cls, model):
+        """The NumPy model of a Keras bag-of-words text model; ``None`` for any other architecture."""
+        kinds = [type(layer).__name__ for layer in model.layers]
+        expected = ["InputLayer", "TextVectorization", "Embedding", "GlobalAveragePooling1D", "Dense", "Dropout"]
+        if kinds[:len(expected)] != expected or set(kinds[len(expected):]) != {"Dense"}:
+            return None
+        vectorize, dense = model.layers[1], model.get_layer(TEXT_EMBEDDING)
+        options = vectorize.get_config()
+        if (options["standardize"], options["split"], dense.activation.__name__) != (None, "whitespace", "relu"):
+            return None
+        heads = {name: model.get_layer(name) for name in model.output_names}
+        if any(head.activation.__name__ != "softmax" for head in heads.values()):
+            return None
+        vocabulary = vectorize.get_vocabulary(include_special_tokens=False)
+        return cls(vocabulary, options["output_sequence_length"], _float32(model.layers[2].get_weights()[0]),
+                   tuple(map(_float32, dense.get_weights())),
+                   {name: tuple(map(_float32, head.get_weights())) for name, head in heads.items()})
+
+    def __call__(self, titles):
+        """Each head's class probabilities for cleaned titles: ``{name: (len(titles), classes)}``."""
+        pooled = np.zeros((len(titles), self.embeddings.shape[1]), np.float32)
+        for row, title in enumerate(titles):
+            ids = [self.ids.get(token, UNKNOWN) for token in str(title).split()[:self.title_length]]
+            if ids:  # a title without tokens is all padding, which the mean leaves out: zeros
+                pooled[row] = self.embeddings[ids].mean(axis=0)
+        kernel, bias = self.dense
+        x = np.maximum(pooled @ kernel + bias, 0.0)
+        return {name: _softmax(x @ kernel + bias) for name, (kernel, bias) in self.heads.items()}
+
+
+def title_reader(model):
+    """A function from cleaned titles to the model's outputs: NumPy for a bag-of-words model, else Keras."""
+    numpy_model = BagOfWords.of(model)
+    if numpy_model is not None:
+        return numpy_model
+    return lambda titles: model.predict_on_batch({"title": np.asarray(titles, dtype=object)})
+
+
+def _softmax(logits):
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _float32(array):
+    return np.asarray(array, dtype=np.float32)
