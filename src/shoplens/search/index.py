@@ -253,7 +253,8 @@ class FaissIndex:
         centroids = faiss.SearchParametersHNSW(efSearch=max(64, 2 * self.nprobe))
         params, _bits = _selection(faiss.SearchParametersIVF, allowed, nprobe=self.nprobe,
                                    quantizer_params=centroids)
-        scores, ids = self.index.search(queries, k, params=params)
+        with _threads(1 if len(queries) == 1 else None):
+            scores, ids = self.index.search(queries, k, params=params)
         if allowed is not None and self.vectors is not None:
             # A narrow filter can leave the probed lists short of k allowed items: answer those exactly.
             short = np.flatnonzero((ids < 0).any(axis=1))
