@@ -17,13 +17,10 @@ import numpy as np
 import pandas as pd
 
 from shoplens import ShoplensError, config
-from shoplens.audit.duplicates import duplicate_table, summarize
-from shoplens.audit.label_issues import label_issue_table, out_of_fold_probabilities
 from shoplens.data.make_dataset import load_split, load_summary
 from shoplens.outputs import publish, read_stage
 from shoplens.pipeline import audit_dir, audit_key
 from shoplens.stages import version_of
-from shoplens.visualization.audit_figures import plot_label_issues
 
 ITEM_COLUMNS = ["split", "title", "image_path"]  # shown beside each flagged product
 
@@ -32,6 +29,12 @@ def audit(folds=config.AUDIT_FOLDS, hash_distance=config.AUDIT_HASH_DISTANCE,
           pixel_difference=config.AUDIT_PIXEL_DIFFERENCE, seed=config.SEED, processed_dir=config.PROCESSED_DIR,
           reports_dir=config.REPORTS_DIR):
     """Audit the catalog's categories and duplicates; publish the reports and return the summary."""
+    # Imported here: the gallery reads published audits through this module, and its image has neither
+    # cleanlab nor matplotlib.
+    from shoplens.audit.duplicates import duplicate_table, summarize
+    from shoplens.audit.label_issues import label_issue_table, out_of_fold_probabilities
+    from shoplens.visualization.audit_figures import plot_label_issues
+
     if not 0 <= hash_distance <= 32:
         raise ShoplensError(f"AUDIT_HASH_DISTANCE must be from 0 to 32 bits, got {hash_distance}")
     if not 0 <= pixel_difference <= 255:
