@@ -35,7 +35,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound, RequestEnti
 from shoplens import ShoplensError, config
 from shoplens.audit.audit import load_audit
 from shoplens.data.images import ImageTooLargeError, open_image
-from shoplens.gallery.thumbnails import Thumbnails
+from shoplens.gallery.thumbnails import Thumbnails, writable_folder
 from shoplens.search.repository import NotFoundError
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
         The catalog's image folder: no file outside it is ever served
         [default: the ``image_dir`` of ``data/processed/summary.json``; without one, no images].
     thumbnails : Thumbnails, optional
-        The thumbnail cache [default: ``config.THUMBNAILS_DIR``].
+        The thumbnail cache [default: ``config.THUMBNAILS_DIR``, or a temporary folder where the project
+        cannot be written].
     page_size : int
         Products per page of the gallery and default page size of ``/api/items``.
     k : int
@@ -75,7 +76,7 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=int(max_upload_mb * 2**20), SEND_FILE_MAX_AGE_DEFAULT=cache_max_age)
     app.json.sort_keys = False  # category levels keep their order, top level first
-    thumbnails = thumbnails or Thumbnails()
+    thumbnails = thumbnails or Thumbnails(writable_folder())
     image_dir = image_dir or catalog_image_dir()
     image_dir = Path(image_dir).resolve() if image_dir else None
     facets = repository.facets()

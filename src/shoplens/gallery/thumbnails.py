@@ -5,6 +5,7 @@ modification time and of the thumbnail size, so an image that changes gets a new
 thumbnail and a stale one is never served.
 """
 import hashlib
+import tempfile
 from pathlib import Path
 
 from PIL import Image
@@ -56,3 +57,15 @@ class Thumbnails:
         # and the last rename wins, with identical content.
         with atomic_path(path, suffix=".jpg") as tmp:
             image.save(tmp, "JPEG", quality=self.quality, optimize=True)
+
+
+def writable_folder(folder=config.THUMBNAILS_DIR):
+    """``folder`` if thumbnails can be written there, else a new folder of this process's own under the
+    temporary folder: the gallery also serves a project it may only read (a container's read-only mount)."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        return Path(folder)
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="shoplens-thumbnails-"))
