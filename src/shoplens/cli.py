@@ -870,11 +870,14 @@ def audit(folds, hash_distance, pixel_difference, force):
     click.echo(f"reports in {_rel(folder)}/")
 
 
+# Where the gallery listens when neither option is given: SHOPLENS_HOST and SHOPLENS_PORT, as its container
+# image sets them, else the defaults.
 @main.command()
-@option("--host", default=config.HOST, remember=False,
+@option("--host", default=lambda: os.environ.get("SHOPLENS_HOST", config.HOST), remember=False,
+        show_default=f"$SHOPLENS_HOST, else {config.HOST}",
         help="Address to listen on; 0.0.0.0 for every network interface.")
-@option("--port", default=config.PORT, type=click.IntRange(0, 65535), remember=False,
-        help="Port; 0 picks a free one.")
+@option("--port", default=lambda: os.environ.get("SHOPLENS_PORT", config.PORT), type=click.IntRange(0, 65535),
+        remember=False, show_default=f"$SHOPLENS_PORT, else {config.PORT}", help="Port; 0 picks a free one.")
 @option("--threads", var="SERVE_THREADS", default=config.SERVE_THREADS, type=click.IntRange(min=1), remember=False,
         help="Worker threads.")
 @option("--page-size", default=config.PAGE_SIZE, type=click.IntRange(1, config.MAX_PAGE_SIZE), remember=False,
