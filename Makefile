@@ -155,6 +155,8 @@ $(INSTALLED): requirements.txt setup.py
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-lock: | $(INSTALLED) ## Resolve requirements.in into requirements.txt: every package pinned, with its hashes
-	$(BIN)/uv pip compile requirements.in --universal --generate-hashes --python-version 3.11 \
-		--custom-compile-command "make lock" -o requirements.txt
+# The gallery's image installs requirements-serve.txt: its packages only, at the versions of requirements.txt.
+LOCK = $(BIN)/uv pip compile --universal --generate-hashes --python-version 3.11 --custom-compile-command "make lock"
+lock: | $(INSTALLED) ## Resolve requirements.in (and requirements-serve.in) into requirements*.txt, pinned with hashes
+	$(LOCK) requirements.in -o requirements.txt
+	$(LOCK) requirements-serve.in -c requirements.txt -o requirements-serve.txt
