@@ -26,7 +26,7 @@ TIMED = bash -c '"$${@:2}"; status=$$?; echo "$$1: $$SECONDS s"; exit $$status' 
 # runs, where they are read as they were typed: no quoting, whatever a path holds.
 export SHOPLENS_GIVEN := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $v)),$v)))
 
-.PHONY: help demo test params demo-catalog data features model_train model_predict search_models \
+.PHONY: help demo test test-container params demo-catalog data features model_train model_predict search_models \
 	model_extract_features merge_features index search evaluate_search audit notebooks serve tensorboard benchmark \
 	benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale benchmark-audit \
 	benchmark-text-search docs lint \
@@ -55,6 +55,9 @@ demo: | $(INSTALLED) ## Set up, generate the demo catalog and run the pipeline o
 
 test: | $(INSTALLED) ## Set up and run the test suite
 	$(BIN)/pytest
+
+test-container: | $(INSTALLED) ## Build the gallery's image on a Docker engine of its own and test it (root; minutes)
+	$(BIN)/pytest -m container tests/test_container.py
 
 params: | $(INSTALLED) ## Show the project's options (NAME=value sets one without running anything)
 	@$(SHOPLENS) params
