@@ -8,15 +8,23 @@ process, runs 20 concurrent keep-alive clients for 30 s against each of
 `/api/similar/<id>` and `/api/search?q=`. Median and 95th-percentile latency,
 throughput and errors go to reports/benchmarks/serve.json and serve.md, with
 screenshots of the page at desktop and phone widths in reports/benchmarks/.
+
+`--target container` runs the same load against the gallery in its container image
+(Dockerfile), built and run on a Docker engine of the benchmark's own
+(benchmarks/container.py; root, minutes), with the project mounted read-only:
+reports/benchmarks/serve_container.json and .md, beside the bare server's figures
+of serve.json where those were measured.
 """
 import argparse
 import collections
+import contextlib
 import http.client
 import json
 import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +42,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SIMILAR_P95_MS = 100
+CONTAINER_SLOWDOWN = 1.5  # the gallery in its container against the bare server: median and p95, at most
 QUERY_WORDS = ["blue", "black", "white", "red", "men", "women", "casual", "sports", "shoes", "jeans", "shirt",
                "dress", "watch", "bag", "summer", "winter", "cotton", "slim", "running", "formal"]
 
@@ -70,6 +79,27 @@ def start_server(project, threads):
             threading.Thread(target=lambda: log.extend(server.stdout), daemon=True).start()
             return server, found.group(0)
     raise SystemExit(f"the server stopped before listening (exit status {server.wait()}):\n{''.join(log)}")
+
+
+def start_container(project, threads, stack):
+    """Build the gallery's image on a Docker engine of its own and serve ``project`` from it; return its base URL
+    and the image's size in bytes. ``stack`` stops the engine, and the container with it."""
+    import container
+
+    print("building the gallery's image (minutes)", flush=True)
+    try:
+        engine = stack.enter_context(container.Engine())
+        base = container.base_image(engine)
+    except container.Unavailable as err:
+        raise SystemExit(f"--target container: {err}") from None
+    image = container.build_image(engine, base)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    container.run_gallery(engine, project, port, image, command=["shoplens", "serve", "--threads", str(threads)])
+    base_url = f"http://127.0.0.1:{port}"
+    print(f"gallery in its container on {base_url}/", flush=True)
+    return base_url, container.image_size(engine, image)
 
 
 def client(host, port, paths, deadline, latencies, errors, seed):
@@ -156,6 +186,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--threads", type=int, default=None, help="waitress threads [default: config]")
     parser.add_argument("--k", type=int, default=None, help="results per request [default: config]")
+    parser.add_argument("--target", choices=["bare", "container"], default="bare",
+                        help="the server as `shoplens serve` runs, or in its container image")
     args = parser.parse_args()
 
     from shoplens import config
@@ -163,11 +195,20 @@ def main():
     threads = args.threads or config.SERVE_THREADS
     k = args.k or config.GALLERY_K
     project = args.project.resolve() if args.project else Path(tempfile.mkdtemp(prefix="shoplens-bench-serve-"))
-    server = None
-    try:
-        if not (project / "models" / "extracted_features.npz").is_file():
+    if args.project is None:
+        project.chmod(0o755)  # the container's user is not root
+    image_bytes = None
+    with contextlib.ExitStack() as stack:
+        if args.project is None:
+            stack.callback(shutil.rmtree, project, ignore_errors=True)
+        if not (project / "models" / "embeddings" / "extracted_features.npz").is_file():
             build_project(project, args.n, args.epochs)
-        server, base_url = start_server(project, threads)
+        if args.target == "container":
+            base_url, image_bytes = start_container(project, threads, stack)
+        else:
+            server, base_url = start_server(project, threads)
+            stack.callback(server.wait, timeout=30)
+            stack.callback(server.terminate)
         ids = json.loads(_get(base_url, "/api/items?page_size=200"))["items"]
         ids = [item["id"] for item in ids]
         words = QUERY_WORDS + _title_words(project)
@@ -181,33 +222,63 @@ def main():
             print(f"{args.clients} clients for {args.seconds:g} s on /api/{name}", flush=True)
             results[name] = load(base_url, paths, args.clients, args.seconds)
             print(results[name], flush=True)
-        shots = screenshots(base_url, ids[0], _image_of(project, ids[0]))
+        # The page looks the same wherever the server runs: screenshots of the bare one only.
+        shots = screenshots(base_url, ids[0], _image_of(project, ids[0])) if args.target == "bare" else []
         health = json.loads(_get(base_url, "/api/health"))
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
-        if args.project is None:
-            shutil.rmtree(project, ignore_errors=True)
 
     checks = {
         "no errors": all(r["errors"] == 0 for r in results.values()),
         f"/api/similar p95 <= {SIMILAR_P95_MS} ms": results["similar"]["p95_ms"] <= SIMILAR_P95_MS,
     }
-    command = (f"make benchmark-serve  (python benchmarks/serve.py --clients {args.clients} --seconds {args.seconds:g}"
-               f" --threads {threads} --k {k})")
-    data = {"command": command, "items": health["items"], "clients": args.clients, "seconds": args.seconds,
-            "waitress_threads": threads, "k": k, "endpoints": results, "checks": checks, "screenshots": shots,
-            "machine": machine()}
-    rows = "\n".join(f"| /api/{name} | {r['requests']:,} | {r['errors']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | "
-                     f"{r['max_ms']:.1f} | {r['requests_per_second']:.0f} |" for name, r in results.items())
+    command = (f"python benchmarks/serve.py --clients {args.clients} --seconds {args.seconds:g} --threads {threads} "
+               f"--k {k}")
+    bare = _bare_report(args, threads, k, health["items"]) if args.target == "container" else None
+    if bare:
+        for name, r in results.items():
+            checks[f"/api/{name} median and p95 within {CONTAINER_SLOWDOWN:g}x of the bare server's"] = (
+                r["median_ms"] <= CONTAINER_SLOWDOWN * bare["endpoints"][name]["median_ms"]
+                and r["p95_ms"] <= CONTAINER_SLOWDOWN * bare["endpoints"][name]["p95_ms"])
+    command = f"{command} --target container" if args.target == "container" else f"make benchmark-serve  ({command})"
+    data = {"command": command, "target": args.target, "items": health["items"], "clients": args.clients,
+            "seconds": args.seconds, "waitress_threads": threads, "k": k, "endpoints": results, "checks": checks,
+            "screenshots": shots, "machine": machine()}
+    if args.target == "container":
+        data.update(image_bytes=image_bytes, bare_endpoints=bare["endpoints"] if bare else None)
+    rows = []
+    for name, r in results.items():
+        rows.append((f"/api/{name}" + (" in the container" if args.target == "container" else ""), r))
+        if bare:
+            rows.append((f"/api/{name} bare", bare["endpoints"][name]))
+    rows = "\n".join(f"| {row} | {r['requests']:,} | {r['errors']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | "
+                     f"{r['max_ms']:.1f} | {r['requests_per_second']:.0f} |" for row, r in rows)
     checks_md = "\n".join(f"- {'met' if ok else 'NOT met'}: {check}" for check, ok in checks.items())
-    markdown = (f"# Gallery server benchmark\n\n`{command}` on a {health['items']:,}-item demo catalog: "
+    if args.target == "container":
+        title = "Gallery server benchmark: in its container"
+        compared = (f"the bare server's rows from serve.json ({bare['seconds']:g} s per endpoint)" if bare
+                    else "no bare-server figures measured alike in serve.json to compare with")
+        where = (f"the gallery in its container image ({image_bytes / 1e9:.2f} GB), the project mounted read-only, "
+                 f"host network; {compared}")
+    else:
+        title, where = "Gallery server benchmark", "the bare server (`shoplens serve`)"
+    markdown = (f"# {title}\n\n`{command}` on a {health['items']:,}-item demo catalog: "
                 f"{args.clients} concurrent keep-alive clients for {args.seconds:g} s per endpoint, k={k}, "
-                f"waitress with {threads} threads, client and server on the same {data['machine']['cpus']} CPUs.\n\n"
+                f"waitress with {threads} threads, client and server on the same {data['machine']['cpus']} CPUs; "
+                f"{where}.\n\n"
                 "| endpoint | requests | errors | median ms | p95 ms | max ms | requests/s |\n"
                 f"|---|---|---|---|---|---|---|\n{rows}\n\n{checks_md}\n")
-    write_report("serve", data, markdown)
+    write_report("serve" if args.target == "bare" else "serve_container", data, markdown)
+
+
+def _bare_report(args, threads, k, items):
+    """The bare server's figures in serve.json, if they were measured alike: as many clients, threads, results and
+    products (a run's length changes the count of requests, not how long one takes)."""
+    try:
+        bare = json.loads((REPORTS / "serve.json").read_text())
+    except (OSError, ValueError):
+        return None
+    alike = (bare.get("clients"), bare.get("waitress_threads"), bare.get("k"), bare.get("items")) == (
+        args.clients, threads, k, items)
+    return bare if alike else None
 
 
 def _get(base_url, path):
