@@ -885,10 +885,10 @@ def audit(folds, hash_distance, pixel_difference, force):
 @_text_model
 def serve(host, port, threads, page_size, text_model):
     """Serve the web gallery and its JSON API (waitress), with the models, embeddings and index loaded once."""
-    # One BLAS thread per call, set before numpy loads: waitress's threads already share the cores, and
-    # OpenBLAS splitting each small query product over threads of its own made concurrent requests wait
-    # on each other (a second per nearest-neighbour query under load, instead of a tenth of a millisecond).
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # One BLAS thread per call: waitress's threads already share the cores, and BLAS splitting each small
+    # query product over threads of its own makes it wait for a busy core (8 ms, a scheduler time slice, for
+    # a product of a tenth of a millisecond). Set through threadpoolctl: numpy has loaded BLAS already.
+    from threadpoolctl import threadpool_limits
     from waitress import create_server
 
     from shoplens.gallery.app import create_app
@@ -897,6 +897,7 @@ def serve(host, port, threads, page_size, text_model):
     repository = Repository.load(text_model=text_model, load_models=False)
     _tensorflow()
     repository.load_models()
+    threadpool_limits(1, user_api="blas")  # every BLAS loaded by now: numpy's, and FAISS's if it has its own
     app = create_app(repository, page_size=page_size)
     server = create_server(app, host=host, port=port, threads=threads)
     listening = getattr(server, "effective_listen", None) or [(server.effective_host, server.effective_port)]

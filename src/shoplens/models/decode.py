@@ -5,15 +5,34 @@ need not form a path of the tree ("Footwear > Topwear > Shoes"). Decoding picks
 the path with the highest joint probability instead: the sum over levels of the
 log-probability of that path's class at each level.
 """
+import functools
+
 import numpy as np
 
 from shoplens import config
 
 
 def path_table(paths, levels):
-    """``(n_paths, n_levels)`` class indices of each path's class at each level."""
-    index = [{c: i for i, c in enumerate(classes)} for classes in levels.values()]
-    return np.array([[index[k][part] for k, part in enumerate(p.split(config.CATEGORY_SEP))] for p in paths])
+    """``(n_paths, n_levels)`` class indices of each path's class at each level (read-only)."""
+    return _tables(tuple(paths), tuple(map(tuple, levels.values())))[0]
+
+
+@functools.lru_cache(maxsize=32)
+def _tables(paths, levels):
+    """The path table and, per level, the ``(n_paths, n_classes)`` matrix that sums paths into classes.
+
+    Made once per model: text search decodes one query at a time, and building them was a third of it.
+    """
+    index = [{c: i for i, c in enumerate(classes)} for classes in levels]
+    table = np.array([[index[k][part] for k, part in enumerate(p.split(config.CATEGORY_SEP))] for p in paths])
+    onehots = []
+    for k, classes in enumerate(levels):
+        onehot = np.zeros((len(paths), len(classes)))
+        onehot[np.arange(len(paths)), table[:, k]] = 1.0
+        onehots.append(onehot)
+    for array in (table, *onehots):
+        array.flags.writeable = False  # shared by every caller
+    return table, onehots
 
 
 def decode_paths(level_probs, paths, levels):
@@ -45,13 +64,8 @@ def decode_paths(level_probs, paths, levels):
 
 def level_probs_from_paths(path_probs, paths, levels):
     """Per-level probabilities of a distribution over paths: each class sums its paths."""
-    table = path_table(paths, levels)
-    out = []
-    for k, classes in enumerate(levels.values()):
-        onehot = np.zeros((len(paths), len(classes)))
-        onehot[np.arange(len(paths)), table[:, k]] = 1.0
-        out.append(path_probs @ onehot)
-    return out
+    _, onehots = _tables(tuple(paths), tuple(map(tuple, levels.values())))
+    return [path_probs @ onehot for onehot in onehots]
 
 
 def combine_posteriors(posteriors, prior):
