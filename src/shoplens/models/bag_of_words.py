@@ -13,8 +13,6 @@ bfloat16, so probabilities agree to about two decimals, not bit for bit.
 """
 import numpy as np
 
-from shoplens.models.build_model import TEXT_EMBEDDING
-
 PADDING, UNKNOWN = 0, 1  # the token ids TextVectorization gives padding and out-of-vocabulary words
 
 
@@ -47,6 +45,8 @@ class BagOfWords:
     @classmethod
     def of(cls, model):
         """The NumPy model of a Keras bag-of-words text model; ``None`` for any other architecture."""
+        from shoplens.models.build_model import TEXT_EMBEDDING  # imports Keras: only once there is a model
+
         kinds = [type(layer).__name__ for layer in model.layers]
         expected = ["InputLayer", "TextVectorization", "Embedding", "GlobalAveragePooling1D", "Dense", "Dropout"]
         if kinds[:len(expected)] != expected or set(kinds[len(expected):]) != {"Dense"}:

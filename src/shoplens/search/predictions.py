@@ -1,4 +1,6 @@
 """A model's category reading of a query: path probabilities from its outputs, and their short description."""
+import functools
+
 import numpy as np
 
 from shoplens.models.decode import decode_paths, level_probs_from_paths
@@ -28,6 +30,13 @@ def describe(probs, metadata, top=3):
 
 def per_product(probs, metadata, categories, category_codes):
     """Each product's probability of its own category path; paths the model never saw get 0."""
-    index = {p: i for i, p in enumerate(metadata["labels"]["paths"])}
-    lookup = np.array([probs[index[c]] if c in index else 0.0 for c in categories], np.float32)
+    columns = _columns(tuple(metadata["labels"]["paths"]), tuple(categories))
+    lookup = np.append(np.asarray(probs, np.float32), np.float32(0.0))[columns]  # column -1: the 0 appended
     return lookup[category_codes]
+
+
+@functools.lru_cache(maxsize=8)
+def _columns(paths, categories):
+    """The column of each category in a model's path probabilities; -1 for a path it never saw."""
+    index = {p: i for i, p in enumerate(paths)}
+    return np.array([index.get(c, -1) for c in categories], dtype=np.int64)

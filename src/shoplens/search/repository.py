@@ -19,6 +19,7 @@ for a table, a figure or JSON. A product is::
 and a search result is a product with its ``"score"``, from 0 to 1, added (and, for
 a text query, ``"why"``: what it matched).
 """
+import functools
 import json
 import logging
 import os
@@ -305,8 +306,17 @@ class Repository:
         return [self._record(i, s) for i, s in zip(rows[0], scores[0]) if i >= 0]
 
     def _record(self, row, score=None):
+        base = self._base_record(int(row))
+        record = {**base, "levels": dict(base["levels"]), "attributes": dict(base["attributes"])}
+        if score is not None:
+            # Cosine similarities of non-negative embeddings and text scores both lie in [0, 1].
+            record["score"] = round(min(max(float(score), 0.0), 1.0), 4)
+        return record
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 (one repository per process, and the rows of its results)
+    def _base_record(self, row):
         f = self.features
-        record = {
+        return {
             "id": str(f["ids"][row]),
             "title": str(f["titles"][row]),
             "category": str(f["category"][row]),
@@ -316,10 +326,6 @@ class Repository:
             "image_path": os.path.join(config.PROJECT_DIR, f["image_paths"][row]) if f["image_paths"][row] else "",
             "split": str(f["splits"][row]),
         }
-        if score is not None:
-            # Cosine similarities of non-negative embeddings and text scores both lie in [0, 1].
-            record["score"] = round(min(max(float(score), 0.0), 1.0), 4)
-        return record
 
     def _row_of(self, item_id):
         row = self._row.get(str(item_id))
