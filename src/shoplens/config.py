@@ -149,7 +149,9 @@ AUDIT_FIGURE_ITEMS = 24  # flagged products in reports/<catalog>/audit/label_iss
 # gallery (make serve)
 HOST = "127.0.0.1"
 PORT = 5000
-SERVE_THREADS = 8  # waitress worker threads; requests mostly wait on numpy and TensorFlow, which release the GIL
+# waitress worker threads. A search is mostly Python, which holds the GIL: more threads than this only queue on
+# it (p95 of /api/search under 20 clients on 2 cores: 86-104 ms with 8 threads, 73-82 ms with 4).
+SERVE_THREADS = 4
 PAGE_SIZE = 24  # products per page of the gallery
 MAX_PAGE_SIZE = 200  # the most an API client may ask for in one page
 GALLERY_K = 12  # similar products shown for a photo or a product
