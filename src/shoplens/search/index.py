@@ -1,7 +1,7 @@
 """Cosine k-nearest-neighbour indexes over L2-normalised embeddings.
 
-Two kinds, one interface (``search(queries, k, allowed=None) -> (scores, ids)``,
-``vectors(rows)``):
+Two kinds, one interface (``search(queries, k, allowed=None) -> (scores, ids)`` and
+``vectors_of(rows)``):
 
 * :class:`ExactIndex`: a float32 matrix product and ``argpartition``; exact, no
   memory beyond the embeddings themselves, and fast enough up to a few hundred
@@ -50,6 +50,7 @@ class ExactIndex:
     """
 
     kind = "exact"
+    precision = "float32"
 
     def __init__(self, vectors):
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -333,7 +334,7 @@ def save_index(index, fingerprint, path=config.SEARCH_INDEX, seconds=None):
     if seconds is not None:
         info["build_seconds"] = round(seconds, 2)
     if index.kind == "exact":
-        info["precision"] = getattr(index, "precision", "float32")
+        info["precision"] = index.precision
     else:
         info.update(nlist=index.index.nlist, nprobe=index.nprobe)
     if hasattr(index, "index"):  # a FAISS index: the file beside the JSON
