@@ -83,6 +83,7 @@ class Repository:
         self.ids = features["ids"]
         self._row = {item: i for i, item in enumerate(self.ids.tolist())}
         self._lock = threading.Lock()
+        self._base_record = functools.lru_cache(maxsize=4096)(self._make_record)  # the rows of recent results
         self._image_model = self._text_model = self._text_search = None
         self._text_model_missing = False
 
@@ -313,8 +314,7 @@ class Repository:
             record["score"] = round(min(max(float(score), 0.0), 1.0), 4)
         return record
 
-    @functools.lru_cache(maxsize=4096)  # noqa: B019 (one repository per process, and the rows of its results)
-    def _base_record(self, row):
+    def _make_record(self, row):
         f = self.features
         return {
             "id": str(f["ids"][row]),
