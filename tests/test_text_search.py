@@ -99,7 +99,7 @@ def test_a_misspelt_word_is_read_as_the_closest_known_one(search):
     reading, _, order, parts = ranked(search, "bleu runing shooes")
     assert reading["corrections"] == {"bleu": "Blue", "runing": "running", "shooes": "shoes"}
     assert reading["attributes"] == {"colour": ["Blue"]} and order[0] in (0, 2)
-    assert search.explain(order[0], reading, parts)[:2] == ["title: running, shoes", "colour: Blue"]
+    assert search.explain([order[0]], reading, parts)[0][:2] == ["title: running, shoes", "colour: Blue"]
     assert "'bleu' read as 'Blue'" in describe_reading(reading)
 
 
@@ -111,8 +111,9 @@ def test_filters_mask_the_results(search, fields):
 
 def test_why_a_product_matched(search):
     reading, _, order, parts = ranked(search, "blue running shoes for men", category_probs=np.full(10, 0.8))
-    why = search.explain(order[0], reading, parts, category="Footwear > Shoes > Sports Shoes")
+    why, other = search.explain(order[:2], reading, parts, categories=["Footwear > Shoes > Sports Shoes"] * 2)
     assert why == ["title: running, shoes", "colour: Blue", "gender: Men", "Sports Shoes: 80% by the text model"]
+    assert other != why and other[-1] == "Sports Shoes: 80% by the text model"
 
 
 def test_facet_counts_apply_the_other_fields_filters(fields):

@@ -13,8 +13,8 @@ JSON API (errors are ``{"error": "..."}`` with the status)
 
 * ``GET /api/items?page=&page_size=&category=&<filter>=``: products, a page at a time, with the facet
   counts under those filters (a filter named twice takes either value);
-* ``GET /api/search?q=&k=&category=&<filter>=``: text search: how the query was ``reading``, and results
-  with their ``score`` (0 to 1) and ``why``;
+* ``GET /api/search?q=&k=&category=&<filter>=``: text search: how the query was ``reading``, the text model's
+  ``prediction`` of its category, and results with their ``score`` (0 to 1) and ``why``;
 * ``POST /api/classify``: multipart ``image`` and/or ``title`` (with ``k``, ``same_category``);
 * ``GET /api/similar/<id>?k=``: the products most like one;
 * ``GET /api/audit?category=&limit=``: what ``/audit`` shows (404 until ``make audit`` ran);
@@ -240,8 +240,8 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
         n = _int_arg("k", k, 1, config.MAX_K)
         reading, results = _call(repository.search_text, query, k=n, filters=filters,
                                  category=request.args.get("category") or None)
-        return jsonify(query=query, k=n, reading=reading, prediction=reading["prediction"],
-                       results=[public(i) for i in results])
+        prediction = reading.pop("prediction")  # said once, beside the reading, as /api/classify says it
+        return jsonify(query=query, k=n, reading=reading, prediction=prediction, results=[public(i) for i in results])
 
     @app.get("/api/audit")
     def api_audit():

@@ -410,5 +410,5 @@ def top_k(scores, k):
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     else:
         part = np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+    rows = np.arange(len(scores))[:, None]
+    return part[rows, np.argsort(-scores[rows, part], axis=1, kind="stable")]

@@ -259,8 +259,8 @@ class Repository:
             category_probs = per_product(probs, metadata, self.fields.categories, self.fields.category_codes)
         scores, parts = text.score(reading, category_probs, mask)
         top = [i for i in top_k(scores[None], k)[0] if scores[i] > 0]
-        results = [{**self._record(i, scores[i]), "why": text.explain(i, reading, parts, self.features["category"][i])}
-                   for i in top]
+        why = text.explain(top, reading, parts, self.features["category"][top].tolist())
+        results = [{**self._record(i, scores[i]), "why": found} for i, found in zip(top, why)]
         public = {"words": [reading["typed"][w] for w in reading["words"]], "attributes": reading["attributes"],
                   "corrections": reading["corrections"], "unknown": reading["unknown"], "prediction": prediction}
         return {**public, "text": describe_reading(public)}, results

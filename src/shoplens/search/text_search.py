@@ -189,18 +189,24 @@ class TextSearch:
             scores[~mask] = 0.0
         return scores, parts
 
-    def explain(self, row, reading, parts, category=None):
-        """Why product ``row`` matched, in a few words: ``["title: running, shoes", "colour: Blue", ...]``."""
-        why = []
-        if "title" in parts and parts["title"][row] > 0:
-            words = [reading["typed"][w] for w in dict.fromkeys(reading["words"]) if w in self.title_words[row]]
-            why.append("title: " + ", ".join(words))
-        for field, values in reading["attributes"].items():
-            value = str(self.fields.codes[field][1][self.fields.codes[field][0][row]])
-            if value in values:
-                why.append(f"{field}: {value}")
-        if "category" in parts and category is not None:
-            why.append(f"{category.split(config.CATEGORY_SEP)[-1]}: {parts['category'][row]:.0%} by the text model")
+    def explain(self, rows, reading, parts, categories=None):
+        """Why each product of ``rows`` matched, in a few words: ``[["title: running, shoes", "colour: Blue", ...],
+        ...]``, one list per row; ``categories`` are the rows' category paths, for the text model's part."""
+        rows = list(rows)
+        why = [[] for _ in rows]
+        if "title" in parts:
+            words = [(w, reading["typed"][w]) for w in dict.fromkeys(reading["words"])]
+            for found, row, title in zip(why, rows, parts["title"][rows].tolist()):
+                if title > 0:
+                    found.append("title: " + ", ".join(typed for w, typed in words if w in self.title_words[row]))
+        for field, wanted in reading["attribute_codes"].items():
+            codes, names = self.fields.codes[field]
+            for found, code in zip(why, codes[rows].tolist()):
+                if code in wanted:
+                    found.append(f"{field}: {names[code]}")
+        if "category" in parts and categories is not None:
+            for found, category, probability in zip(why, categories, parts["category"][rows].tolist()):
+                found.append(f"{category.split(config.CATEGORY_SEP)[-1]}: {probability:.0%} by the text model")
         return why
 
 
