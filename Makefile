@@ -29,7 +29,7 @@ export SHOPLENS_GIVEN := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command
 .PHONY: help demo test test-container params demo-catalog data features model_train model_predict search_models \
 	model_extract_features merge_features index search evaluate_search audit notebooks serve tensorboard benchmark \
 	benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale benchmark-audit \
-	benchmark-text-search docs lint \
+	benchmark-text-search benchmark-metric-learning benchmark-crops docs lint \
 	clean lock
 
 help: ## List the targets
@@ -115,7 +115,7 @@ serve: index ## The web gallery and its JSON API on http://HOST:PORT (waitress)
 tensorboard: | $(INSTALLED) ## TensorBoard on logs/
 	$(BIN)/tensorboard --logdir logs
 
-benchmark: benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale benchmark-audit benchmark-text-search ## Every benchmark
+benchmark: benchmark-data benchmark-models benchmark-search benchmark-serve benchmark-scale benchmark-audit benchmark-text-search benchmark-metric-learning benchmark-crops ## Every benchmark
 
 benchmark-data: | $(INSTALLED) ## Time data + features on a 100,000-item demo catalog
 	$(BIN)/python benchmarks/data.py
@@ -126,6 +126,9 @@ benchmark-models: | $(INSTALLED) ## Train and evaluate every model on the fashio
 benchmark-search: | $(INSTALLED) ## Exact and FAISS search on 100k and 1M vectors, retrieval on the fashion catalog
 	$(BIN)/python benchmarks/search.py
 
+benchmark-metric-learning: | $(INSTALLED) ## Normalised softmax against softmax: seen and unseen-category retrieval, fashion catalog
+	$(BIN)/python benchmarks/metric_learning.py
+
 benchmark-serve: | $(INSTALLED) ## Load-test the gallery API (20 clients, 30 s per endpoint) on a demo project
 	$(BIN)/python benchmarks/serve.py
 
@@ -134,6 +137,9 @@ benchmark-audit: | $(INSTALLED) ## The audit on the fashion catalog with planted
 
 benchmark-text-search: | $(INSTALLED) ## Text search relevance (P@10, nDCG@10) on 300 attribute queries, fashion catalog
 	$(BIN)/python benchmarks/text_search.py
+
+benchmark-crops: | $(INSTALLED) ## Object-centred crops (CROP=auto) on a cluttered 1,000-item demo: box IoU, image search P@5
+	$(BIN)/python benchmarks/crops.py
 
 benchmark-scale: | $(INSTALLED) ## The whole pipeline on a 100,000-item demo catalog: time and memory per stage
 	$(BIN)/python benchmarks/scale.py

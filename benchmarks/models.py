@@ -29,6 +29,8 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FASHION = SHARED / "datasets" / "fashion-products"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_notop.weights.h5"
 SIMPLE = ["--backbone", "simple", "--weights", "none"]
+VIT = ["--backbone", "vit", "--weights", "none", "--vit-patch-size", str(config.VIT_PATCH_SIZE), "--vit-layers",
+       str(config.VIT_LAYERS)]
 MOBILENET = ["--backbone", "mobilenetv2", "--weights", str(WEIGHTS)]
 # Given in full: an option given once is remembered by the project, and would carry into the next rows.
 FINETUNED = [*MOBILENET, "--finetune", "--finetune-blocks", str(config.FINETUNE_BLOCKS), "--finetune-epochs",
@@ -37,6 +39,7 @@ FINETUNED = [*MOBILENET, "--finetune", "--finetune-blocks", str(config.FINETUNE_
 ROWS = {
     "text": ("multilabel_text", ["--classmode", "multilabel", "--modelmode", "text"]),
     "image, small CNN": ("multilabel_image", ["--classmode", "multilabel", "--modelmode", "image", *SIMPLE]),
+    "image, ViT from scratch": ("multilabel_image", ["--classmode", "multilabel", "--modelmode", "image", *VIT]),
     "combined, small CNN": ("multilabel_combined", ["--classmode", "multilabel", "--modelmode", "combined", *SIMPLE]),
     "text, multiclass": ("multiclass_text", ["--classmode", "multiclass", "--modelmode", "text"]),
     "image, small CNN, multiclass": ("multiclass_image", ["--classmode", "multiclass", "--modelmode", "image",
@@ -57,8 +60,9 @@ ROWS = {
                                                                  "combined", *FINETUNED]),
 }
 # The rows run by default on each kind of split.
-DEFAULT_ROWS = {"title,image": ["text", "image, small CNN", "combined, small CNN", "image, MobileNetV2 frozen",
-                                "image, MobileNetV2 fine-tuned", "combined, MobileNetV2 fine-tuned"],
+DEFAULT_ROWS = {"title,image": ["text", "image, small CNN", "image, ViT from scratch", "combined, small CNN",
+                                "image, MobileNetV2 frozen", "image, MobileNetV2 fine-tuned",
+                                "combined, MobileNetV2 fine-tuned"],
                 "none": ["text", "image, MobileNetV2 fine-tuned"]}
 METRICS = ("accuracy", "most_frequent", "random_guess", "balanced_accuracy", "macro_f1", "top5", "ece")
 

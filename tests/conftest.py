@@ -144,3 +144,20 @@ def gallery_project(demo_project, tmp_path_factory):
               models_dir=models)
     audit(processed_dir=processed, reports_dir=project / "reports")
     return project
+
+
+@pytest.fixture(scope="session")
+def crop_project(gallery_project, tmp_path_factory):
+    """A copy of the gallery project whose embeddings and index are of object-centred crops (CROP=auto)."""
+    from shoplens.models.extract_features import extract_features, load_features_file
+    from shoplens.search.index import index_for
+
+    project = tmp_path_factory.mktemp("crop_project")
+    for folder in ("data/processed", "models"):
+        shutil.copytree(gallery_project / folder, project / folder, symlinks=True)
+    processed, models = project / "data" / "processed", project / "models"
+    extract_features(crop="auto", progress=False, processed_dir=processed, features_dir=processed / "features",
+                     models_dir=models)
+    index_for(load_features_file(models / "embeddings" / "extracted_features.npz", processed_dir=processed),
+              models_dir=models)
+    return project

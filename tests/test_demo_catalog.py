@@ -260,3 +260,44 @@ def test_bad_arguments_are_rejected(tmp_path, kwargs, name):
     with pytest.raises(ValueError, match=name):
         generate_demo_catalog(tmp_path, **{"n": 3, "progress": False, **kwargs})
     assert not (tmp_path / "catalog.csv").exists()
+
+
+def test_cluttered_photos_record_a_box_that_holds_the_product(tmp_path):
+    plain = generate_demo_catalog(tmp_path / "plain", n=40, seed=6, image_size=64, workers=1, progress=False)
+    summary = generate_demo_catalog(tmp_path / "busy", n=40, seed=6, image_size=64, workers=1, progress=False,
+                                    clutter=0.5)
+    assert 10 <= summary["cluttered"] <= 30 and plain["cluttered"] == 0
+    # The rows do not change, nor do the photos left plain; only a cluttered catalog lists boxes.
+    assert (tmp_path / "plain" / "catalog.csv").read_bytes() == (tmp_path / "busy" / "catalog.csv").read_bytes()
+    assert not (tmp_path / "plain" / "boxes.csv").exists()
+    boxes = demo_catalog.read_boxes(tmp_path / "busy")
+    _, rows = read_rows(tmp_path / "busy")
+    assert list(boxes) == [r["id"] for r in rows]
+    plain_images, busy_images = image_bytes(tmp_path / "plain"), image_bytes(tmp_path / "busy")
+    busy = [r for r in rows if plain_images[r["image"]] != busy_images[r["image"]]]
+    assert len(busy) == summary["cluttered"]
+    def busy_border(row):  # the share of its border's pixels off the border's colour
+        pixels = np.asarray(Image.open(tmp_path / "busy" / "images" / row["image"]), dtype=float)
+        border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+        return (np.abs(border - np.median(border, axis=0)).sum(axis=-1) > 25).mean()
+
+    assert np.mean([busy_border(r) for r in busy]) > 4 * np.mean([busy_border(r) for r in rows if r not in busy])
+    in_colour = 0
+    for row in busy:
+        x0, y0, x1, y1 = boxes[row["id"]]
+        assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+        assert max(x1 - x0, y1 - y0) <= 0.7 * 64  # small
+        pixels = np.asarray(Image.open(tmp_path / "busy" / "images" / row["image"]), dtype=float)
+        # The product's mask, drawn again by the same generator (the pattern draws nothing of its own), fills
+        # the box to its four edges, and the photo shows the product's colour there.
+        rng = np.random.default_rng([6, rows.index(row)])
+        _, body = demo_catalog.render_cluttered(leaf(row), row["colour"], "Solid", 64, rng)
+        assert demo_catalog.box_of(body) == (x0, y0, x1, y1)
+        shown = np.median(pixels[body == 1], axis=0)
+        in_colour += np.abs(shown - COLOURS[row["colour"]]).max() < 60
+    assert in_colour >= 0.8 * len(busy)
+
+
+def test_clutter_out_of_range_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="clutter"):
+        generate_demo_catalog(tmp_path, n=3, progress=False, clutter=1.5)

@@ -25,8 +25,19 @@ needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROM
 @pytest.fixture(scope="module")
 def server(gallery_project):
     """`shoplens serve` on a free port of 127.0.0.1; its base URL once it listens."""
-    env = {**os.environ, "SHOPLENS_PROJECT_DIR": str(gallery_project), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen([*SHOPLENS, "serve", "--port", "0", "--threads", "4"], cwd=gallery_project, env=env,
+    yield from serve(gallery_project)
+
+
+@pytest.fixture(scope="module")
+def crop_server(crop_project):
+    """The same, of a project whose embeddings are of crops (CROP=auto)."""
+    yield from serve(crop_project)
+
+
+def serve(project):
+    """Start `shoplens serve` on a project, yield its base URL once it listens, stop it."""
+    env = {**os.environ, "SHOPLENS_PROJECT_DIR": str(project), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([*SHOPLENS, "serve", "--port", "0", "--threads", "4"], cwd=project, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
@@ -185,6 +196,7 @@ def test_browse_filter_page_search_and_classify_in_a_browser(server, browser, ca
                                                                       "Product details"]
     assert page.locator("#similar .card").count() == config.GALLERY_K
     assert page.locator("#similar .card img").evaluate_all("imgs => imgs.every(i => i.alt)")
+    assert page.is_hidden("#photo-crop")  # the whole photo was read: no box to show
 
     # Only in the predicted category.
     predicted = wait_for_photo_answer(page, lambda: page.check("#same-category"))
@@ -255,3 +267,25 @@ def test_the_audit_page_shows_flagged_products_filtered_by_category(server, brow
         assert item["category"].startswith(category) or item["suggested_path"].startswith(category)
     assert not errors, errors
     page.close()
+
+
+@needs_chromium
+def test_the_box_a_photo_was_cropped_to_is_drawn_over_it(crop_server, browser, catalog):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(crop_server + "/")
+    with page.expect_response(lambda r: r.url.endswith("/api/classify")) as response:
+        page.set_input_files("#photo", catalog.iloc[3]["image_path"])
+    crop = response.value.json()["crop"]
+    page.wait_for_selector("#photo-crop:not([hidden])")
+    drawn = page.locator("#photo-crop").bounding_box()
+    # The preview shows the whole (square) photo inside its 1-pixel border.
+    preview = page.locator("#photo-preview").bounding_box()
+    scale = (preview["width"] - 2) / crop["width"]
+    x0, y0, x1, y1 = crop["box"]
+    assert drawn["x"] == pytest.approx(preview["x"] + 1 + x0 * scale, abs=1)
+    assert drawn["y"] == pytest.approx(preview["y"] + 1 + y0 * scale, abs=1)
+    assert drawn["width"] == pytest.approx((x1 - x0) * scale, abs=1)
+    assert drawn["height"] == pytest.approx((y1 - y0) * scale, abs=1)
+    assert not errors

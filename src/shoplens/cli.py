@@ -20,6 +20,7 @@ import click
 from click.core import ParameterSource
 
 from shoplens import ShoplensError, config, params
+from shoplens.models import backbones
 from shoplens.outputs import disk_full_message, read_stage
 from shoplens.search import index as indexes
 from shoplens.stages import run_stage
@@ -355,27 +356,32 @@ _force = option("--force", is_flag=True, remember=False, callback=_force_the_goa
         help="Image side in pixels.")
 @option("--planted", var="DEMO_PLANTED", default=config.DEMO_PLANTED, type=click.FloatRange(0, 0.5),
         help="Share of products filed under a wrong category, and again as many duplicated, for the audit to find.")
+@option("--clutter", var="DEMO_CLUTTER", default=config.DEMO_CLUTTER, type=click.FloatRange(0, 1),
+        help="Share of photos showing the product small and off-centre on a busy background (true boxes in "
+             "boxes.csv).")
 @_workers
 @_force
-def demo_catalog_command(n, seed, image_size, planted, workers, force):
+def demo_catalog_command(n, seed, image_size, planted, clutter, workers, force):
     """Generate the synthetic demo catalog: data/raw/demo/catalog.csv and images/."""
-    _demo_catalog(n, seed, image_size, planted, workers, force)
+    _demo_catalog(n, seed, image_size, planted, clutter, workers, force)
 
 
-def _demo_catalog(n, seed, image_size, planted, workers, force=False):
+def _demo_catalog(n, seed, image_size, planted, clutter, workers, force=False):
     from shoplens.pipeline import demo_catalog_key
 
     def build():
         from shoplens.data.demo_catalog import make_demo_catalog
 
-        return make_demo_catalog(config.DEMO_CATALOG_DIR, n, seed, image_size, workers, planted=planted)
+        return make_demo_catalog(config.DEMO_CATALOG_DIR, n, seed, image_size, workers, planted=planted,
+                                 clutter=clutter)
 
-    summary = run_stage("demo catalog", config.DEMO_CATALOG_DIR, demo_catalog_key(n, seed, image_size, planted),
-                        build, force, _echo_stage)
+    summary = run_stage("demo catalog", config.DEMO_CATALOG_DIR,
+                        demo_catalog_key(n, seed, image_size, planted, clutter), build, force, _echo_stage)
     if summary:
+        cluttered = f"{summary['cluttered']:,} photos cluttered, their boxes in boxes.csv; " if clutter else ""
         click.echo(f"wrote {summary['n']:,} items to {_rel(config.DEMO_CATALOG_DIR)}/catalog.csv and images/ "
                    f"({summary['planted']:,} filed under a wrong category and as many duplicates planted; "
-                   f"{summary['seconds']:.1f} s)")
+                   f"{cluttered}{summary['seconds']:.1f} s)")
 
 
 @main.command("make-dataset")
@@ -394,10 +400,13 @@ def _demo_catalog(n, seed, image_size, planted, workers, force=False):
 @option("--seed", default=config.SEED, type=int, help="Random seed of subsampling, splitting and training.")
 @option("--group-split", default=config.GROUP_SPLIT, type=click.Choice(["title,image", "title", "image", "none"]),
         help="Keep items that share a cleaned title and/or an image inside one split.")
+@option("--unseen/--no-unseen", default=config.UNSEEN,
+        help=f"Hold {config.UNSEEN_SHARE:.0%} of the last level's categories out of training, into an "
+             f"'{config.UNSEEN_SPLIT}' split, for evaluate-search's unseen-category retrieval.")
 @_workers
 @_force
 def make_dataset_command(catalog, columns, image_dir, levels, language, min_items, subsample, split_ratios, seed,
-                         group_split, workers, force):
+                         group_split, unseen, workers, force):
     """Validate, clean and split a catalog into data/processed/splits/."""
     from shoplens.pipeline import dataset_key
 
@@ -406,15 +415,15 @@ def make_dataset_command(catalog, columns, image_dir, levels, language, min_item
 
         return make_dataset(catalog, columns=columns, levels=levels, language=language, min_items=min_items,
                             subsample=subsample, split_ratios=split_ratios, seed=seed, group_split=group_split,
-                            image_dir=image_dir, workers=workers)
+                            unseen=unseen, image_dir=image_dir, workers=workers)
 
     if catalog == "demo":
-        demo = ("DEMO_N", "DEMO_SEED", "DEMO_IMAGE_SIZE", "DEMO_PLANTED")
+        demo = ("DEMO_N", "DEMO_SEED", "DEMO_IMAGE_SIZE", "DEMO_PLANTED", "DEMO_CLUTTER")
         _demo_catalog(*map(resolved, demo), workers)
         _remember_given(demo)
     image_dir = image_dir or None
     key = dataset_key(catalog, columns, levels, language, min_items, subsample, split_ratios, seed, group_split,
-                      image_dir)
+                      image_dir, unseen)
     summary = run_stage("data", config.SPLITS_DIR, key, build, force, _echo_stage)
     if summary:
         click.echo(describe_data(summary))
@@ -437,7 +446,7 @@ def build_features_command(image_size, vocab_size, title_length, pretrained_imag
 
     # Images at a pretrained backbone's size only for a project that trains one; once made, they are kept
     # while the project trains the small CNN, so that going back and forth does not remake the features.
-    if resolved("BACKBONE") == "simple" and _published_pretrained_size() != pretrained_image_size:
+    if not backbones.is_pretrained(resolved("BACKBONE")) and _published_pretrained_size() != pretrained_image_size:
         pretrained_image_size = None
 
     def build():
@@ -470,8 +479,9 @@ def _model_options(command):
 @main.command()
 @_model_options
 @option("--backbone", default=config.BACKBONE,
-        type=click.Choice(["vgg16", "mobilenetv2", "efficientnetb0", "resnet50", "simple"]),
-        help="Image tower backbone.")
+        type=click.Choice(backbones.NAMES),
+        help="Image tower backbone: a pretrained keras.applications one, or one trained from scratch (a small "
+             "CNN, a Vision Transformer).")
 @option("--weights", default=config.WEIGHTS, type=_Weights(), help="Backbone weights: imagenet, none or a file.")
 @option("--finetune/--frozen", default=config.FINETUNE,
         help="After the heads, train the top blocks of a pretrained backbone too, or keep it frozen.")
@@ -481,8 +491,19 @@ def _model_options(command):
         help="Epochs of fine-tuning, after the heads' EPOCHS.")
 @option("--finetune-learning-rate", default=config.FINETUNE_LEARNING_RATE,
         callback=lambda ctx, param, value: _learning_rate(value), help="Adam's rate while fine-tuning.")
+@option("--vit-patch-size", default=config.VIT_PATCH_SIZE, type=click.IntRange(min=1),
+        help="BACKBONE=vit: side of its square patches, in pixels; it must divide IMAGE_SIZE.")
+@option("--vit-layers", default=config.VIT_LAYERS, type=click.IntRange(min=1),
+        help="BACKBONE=vit: transformer layers.")
 @option("--text-encoder", default=config.TEXT_ENCODER, type=click.Choice(["bag", "cnn", "lstm"]),
         help="Text tower encoder.")
+@option("--loss", default=config.LOSS, type=click.Choice(config.LOSSES),
+        help="Heads of a model with an image tower: dense softmax, or normalised softmax (cosine classifiers, "
+             "metric learning for search).")
+@option("--temperature", default=config.TEMPERATURE, type=click.FloatRange(0, min_open=True),
+        help="normsoftmax: the cosines are divided by it; lower is sharper.")
+@option("--margin", default=config.MARGIN, type=click.FloatRange(0, 1),
+        help="normsoftmax: cosine margin the true class must win by in training.")
 @option("--epochs", default=config.EPOCHS, type=click.IntRange(min=1),
         help="Epochs of the cosine learning-rate schedule (early stopping may end sooner).")
 @option("--batch-size", default=config.BATCH_SIZE, type=click.IntRange(min=1))
@@ -505,8 +526,8 @@ def _model_options(command):
                    "catalog has titles.")
 @_force
 def train(classmode, modelmode, backbone, weights, finetune, finetune_blocks, finetune_epochs,
-          finetune_learning_rate, text_encoder, epochs, batch_size, learning_rate, patience, class_weights, precision,
-          seed, strategy, for_search, force):
+          finetune_learning_rate, text_encoder, loss, temperature, margin, epochs, batch_size, learning_rate,
+          patience, class_weights, precision, seed, strategy, vit_patch_size, vit_layers, for_search, force):
     """Train a classifier on the features into models/<classmode>_<modelmode>/."""
     from shoplens.pipeline import features_summary, model_dir, resolve_learning_rate, train_key
 
@@ -518,11 +539,13 @@ def train(classmode, modelmode, backbone, weights, finetune, finetune_blocks, fi
     for name in names:
         classmode, _, modelmode = name.partition("_")
         options = dict(classmode=classmode, modelmode=modelmode, backbone=backbone, weights=weights,
-                       finetune=finetune, text_encoder=text_encoder, epochs=epochs, batch_size=batch_size,
+                       finetune=finetune, text_encoder=text_encoder, loss=loss, temperature=temperature,
+                       margin=margin, epochs=epochs, batch_size=batch_size,
                        learning_rate=resolve_learning_rate(learning_rate, modelmode), patience=patience,
                        class_weights=class_weights, precision=precision, seed=seed, strategy=strategy,
                        finetune_blocks=finetune_blocks, finetune_epochs=finetune_epochs,
-                       finetune_learning_rate=resolve_learning_rate(finetune_learning_rate, modelmode))
+                       finetune_learning_rate=resolve_learning_rate(finetune_learning_rate, modelmode),
+                       vit_patch_size=vit_patch_size, vit_layers=vit_layers)
 
         def build(options=options):
             _tensorflow()
@@ -640,8 +663,10 @@ def predict_command(classmode, modelmode, image, title, new_catalog, out, column
         help="Embed this contiguous slice of the items (0-based) ...")
 @option("--num-shards", default=config.NUM_SHARDS, type=click.IntRange(min=1), remember=False,
         help="... of this many; merge them with merge-features.")
+@option("--crop", default=config.CROP, type=click.Choice(config.CROPS),
+        help="Embed the whole photo, or (auto) the crop around the product found in it; queries are cropped alike.")
 @_force
-def extract_features_command(model_name, layer, batch_size, shard, num_shards, force):
+def extract_features_command(model_name, layer, batch_size, shard, num_shards, crop, force):
     """Embed every item with the image model into models/embeddings/."""
     from shoplens.pipeline import embeddings_dir, extract_key
 
@@ -649,19 +674,20 @@ def extract_features_command(model_name, layer, batch_size, shard, num_shards, f
         _tensorflow()
         from shoplens.models.extract_features import extract_features
 
-        return extract_features(model_name, layer, batch_size, shard, num_shards)
+        return extract_features(model_name, layer, batch_size, shard, num_shards, crop)
 
-    key = extract_key(model_name, layer, shard, num_shards)
+    key = extract_key(model_name, layer, shard, num_shards, crop=crop)
     if num_shards == 1:
-        key = _merged_key(key, model_name, layer) or key
+        key = _merged_key(key, model_name, layer, crop) or key
     summary = run_stage("embeddings", embeddings_dir(shard, num_shards), key, build, force, _echo_stage)
     if summary:
+        cropped = ", cropped to the product" if summary["crop"] == "auto" else ""
         click.echo(f"embedded {summary['items']:,} items with {summary['model']} ({summary['layer']}, "
-                   f"{summary['dim']} dimensions) into {_rel(Path(summary['path']))} "
+                   f"{summary['dim']} dimensions{cropped}) into {_rel(Path(summary['path']))} "
                    f"({summary['seconds']:.1f} s, {summary['items_per_second']:,.0f} items/s)")
 
 
-def _merged_key(key, model_name, layer):
+def _merged_key(key, model_name, layer, crop):
     """The key of the published embeddings if they were merged from shards that are all up to date with ``key``'s
     options and model: then they are the embeddings of every item, and nothing needs extracting again."""
     from shoplens.outputs import read_stage
@@ -678,7 +704,7 @@ def _merged_key(key, model_name, layer):
         return None
     for shard in range(shards):
         if (read_stage(embeddings_dir(shard, shards)) or {}).get("key") != extract_key(model_name, layer, shard,
-                                                                                        shards):
+                                                                                        shards, crop=crop):
             return None
     return record["key"]
 
@@ -779,6 +805,10 @@ def search_command(image, text, item_id, k, same_category, filters, category, of
         row = {"image": image, "caption": f"predicted: {prediction['category']}", "results": results}
         lines.append(f"predicted category: {prediction['category']} ({prediction['probability']:.2f}, "
                      f"{prediction['model']})")
+        if prediction["crop"]:
+            crop = prediction["crop"]
+            lines.append(f"cropped to the product found at x0,y0,x1,y1 = {','.join(map(str, crop['box']))} of the "
+                         f"{crop['width']}x{crop['height']} photo (CROP=auto)")
     elif text:
         reading, results = repository.search_text(text, k, filters, category)
         prediction = reading["prediction"]
@@ -990,6 +1020,9 @@ def describe_data(summary):
     lines += [
         f"kept {summary['rows_kept']:,}: {splits}",
         f"classes per level: {classes}",
+        *([f"held out of training ({config.UNSEEN_SPLIT}): {len(summary['unseen_classes'])} categories, "
+           + ", ".join(summary["unseen_classes"][:8]) + (", ..." if len(summary["unseen_classes"]) > 8 else "")]
+          if summary.get("unseen_classes") else []),
         f"wrote {_rel(config.SPLITS_DIR)}/{{{','.join(summary['splits'])}}}.parquet and summary.json "
         f"(data version {summary['data_version']}, {summary['seconds']:.1f} s)",
     ]

@@ -37,6 +37,9 @@ DEMO_N = 2000
 DEMO_SEED = 42
 DEMO_IMAGE_SIZE = 128
 DEMO_PLANTED = 0.02  # share of the demo's products filed under a wrong category, and again as many duplicated
+# Share of the demo's photos that are lifestyle shots: the product small and off-centre on a busy background, its
+# true box in data/raw/demo/boxes.csv, for CROP=auto to find (make benchmark-crops).
+DEMO_CLUTTER = 0.0
 # What make demo gives make: the demo catalog and a model that needs no weights file.
 DEMO_OPTIONS = {"CATALOG": "demo", "BACKBONE": "simple", "WEIGHTS": "none", "EPOCHS": 16}
 
@@ -51,6 +54,12 @@ SPLIT_RATIOS = (0.7, 0.15, 0.15)
 SPLITS = ("train", "validate", "test")
 SEED = 42
 LANGUAGE = "english"
+# Hold out UNSEEN_SHARE of the last level's classes (seeded by SEED) from every split: their products form the
+# "unseen" split, which no model trains on, and `make evaluate_search` measures how well the embeddings retrieve
+# products of categories the model never saw (Recall@k, MAP@R), as deep metric learning is evaluated.
+UNSEEN = False
+UNSEEN_SHARE = 0.2
+UNSEEN_SPLIT = "unseen"
 # Items sharing a cleaned title or an image (bytes or perceptual hash) stay in one split: "title,image",
 # "title", "image" or "none" (a plain stratified split).
 GROUP_SPLIT = "title,image"
@@ -69,7 +78,7 @@ FASHION_COLUMNS = {
 MAX_PIXELS = 40_000_000
 
 # build_features
-IMAGE_SIZE = 64  # what the small CNN (BACKBONE=simple) reads
+IMAGE_SIZE = 64  # what the backbones trained from scratch (BACKBONE=simple or vit) read
 # What a pretrained backbone reads; made only when BACKBONE is one. 224 px is what MobileNetV2's ImageNet weights
 # were trained at; frozen on fashion-products it reached 0.882 at level 3 on the validate split, 0.868 at 160 px.
 PRETRAINED_IMAGE_SIZE = 224
@@ -80,7 +89,18 @@ TITLE_LENGTH = 16
 # train_model
 CLASSMODE = "multilabel"  # one softmax per level; "multiclass": one over the full paths
 MODELMODE = "combined"  # "image", "text" or "combined"
-BACKBONE = "vgg16"  # a keras.applications backbone or "simple"
+BACKBONE = "vgg16"  # a keras.applications backbone, or "simple" or "vit" (shoplens.models.backbones)
+# BACKBONE=vit: a Vision Transformer (keras_hub's ViTBackbone) trained from scratch on the IMAGE_SIZE images, sized
+# for a CPU. 8 px patches make a 64 px image 64 tokens (an 8 x 8 grid; attention costs the square of their number:
+# with 4 px patches, 256 tokens, it costs 16 times as much), and 4 layers of width 128 (4 heads of 32, an MLP twice
+# as wide; ViT-Tiny is 192 wide and 12 deep) hold 0.56 M weights to the small CNN's 0.86 M: on 2 cores it trained
+# 207 images/s to the CNN's 270 (bfloat16, 64 px), so an epoch takes about a third longer. A ViT from scratch needs
+# far more images than a catalog's thousands to beat a CNN (Dosovitskiy et al., 2021): a larger one is not the way.
+VIT_PATCH_SIZE = 8
+VIT_LAYERS = 4
+VIT_HIDDEN_DIM = 128
+VIT_HEADS = 4
+VIT_MLP_DIM = 256
 WEIGHTS = "imagenet"  # "imagenet", "none" or a weights file
 FINETUNE = False  # train the top FINETUNE_BLOCKS blocks of a pretrained backbone too, after its heads
 # Chosen on the validate split of fashion-products: MobileNetV2 at 224 px reached 0.905 at level 3 (three
@@ -90,6 +110,13 @@ FINETUNE_BLOCKS = 3
 FINETUNE_EPOCHS = 5
 FINETUNE_LEARNING_RATE = 3e-4
 TEXT_ENCODER = "bag"  # "bag", "cnn" or "lstm"
+# The heads of a model with an image tower: "softmax" (dense layers), or "normsoftmax": cosine classifiers over the
+# L2-normalised embedding, at a temperature, with an optional cosine margin, which trains the embedding search reads
+# by deep metric learning (shoplens.models.normsoftmax). TEMPERATURE: the paper's best on its three datasets.
+LOSSES = ("softmax", "normsoftmax")
+LOSS = "softmax"
+TEMPERATURE = 0.05
+MARGIN = 0.0
 EPOCHS = 45  # the length of the cosine learning-rate schedule
 BATCH_SIZE = 64
 # Adam's rate per replica; "auto" takes the model mode's own from LEARNING_RATES. Titles need the
@@ -113,6 +140,11 @@ WORKERS = None
 SEARCH_IMAGE_MODEL = "multilabel_image"  # photos are classified and embedded from the photo alone
 SEARCH_TEXT_MODEL = "multilabel_text"  # predicts the category a text query means
 EMBEDDING_LAYER = "image_embedding"  # the layer before the heads
+# Object-centred crops (shoplens.models.localise): "auto" finds the product in each photo (by contrast with a plain
+# background, else by the image model's class activation map) and embeds and classifies the crop; every query
+# photo is then cropped too. "none" reads the whole photo.
+CROP = "none"
+CROPS = ("none", "auto")
 EXTRACT_BATCH_SIZE = 256
 SHARD = 0  # extraction of a contiguous slice of the items: shard SHARD of NUM_SHARDS, merged by merge_features
 NUM_SHARDS = 1

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from shoplens import ShoplensError, config
+from shoplens.models.backbones import is_pretrained, takes_weights
 from shoplens.outputs import read_stage
 from shoplens.stages import code_version, file_fingerprint, folder_fingerprint, published_version, version_of
 
@@ -26,21 +27,22 @@ CODE = {
     "data": ("data/make_dataset.py", "data/split.py"),
     "images": ("data/images.py", "features/build_features.py"),
     "text features": ("features/build_features.py",),
-    "model": ("models/build_model.py", "models/datasets.py", "models/distribute.py", "models/inputs.py",
-              "models/train_model.py"),
-    "backbone features": ("models/backbone_features.py", "models/build_model.py"),
+    "model": ("models/backbones.py", "models/build_model.py", "models/datasets.py", "models/distribute.py",
+              "models/inputs.py", "models/normsoftmax.py", "models/train_model.py"),
+    "backbone features": ("models/backbone_features.py", "models/backbones.py", "models/build_model.py"),
     "evaluation": ("models/predict_model.py", "models/decode.py", "visualization/model_figures.py"),
     "audit": ("audit/audit.py", "audit/duplicates.py", "audit/label_issues.py", "visualization/audit_figures.py"),
-    "embeddings": ("models/extract_features.py",),
+    "embeddings": ("models/extract_features.py", "models/localise.py"),
     "index": ("search/index.py",),
     "search evaluation": ("search/evaluate.py",),
 }
 
 
 def demo_catalog_key(n=config.DEMO_N, seed=config.DEMO_SEED, image_size=config.DEMO_IMAGE_SIZE,
-                     planted=config.DEMO_PLANTED):
+                     planted=config.DEMO_PLANTED, clutter=config.DEMO_CLUTTER):
     """The demo catalog: its generator's options and code."""
-    return {"options": {"DEMO_N": n, "DEMO_SEED": seed, "DEMO_IMAGE_SIZE": image_size, "DEMO_PLANTED": planted},
+    return {"options": {"DEMO_N": n, "DEMO_SEED": seed, "DEMO_IMAGE_SIZE": image_size, "DEMO_PLANTED": planted,
+                        "DEMO_CLUTTER": clutter},
             "code": code_version(*CODE["demo catalog"])}
 
 
@@ -71,13 +73,13 @@ def clean_key(catalog, columns, levels, language, image_dir=None):
 
 def dataset_key(catalog=config.CATALOG, columns=None, levels=config.LEVELS, language=config.LANGUAGE,
                 min_items=config.MIN_ITEMS, subsample=config.SUBSAMPLE, split_ratios=config.SPLIT_RATIOS,
-                seed=config.SEED, group_split=config.GROUP_SPLIT, image_dir=None):
+                seed=config.SEED, group_split=config.GROUP_SPLIT, image_dir=None, unseen=config.UNSEEN):
     """The splits: everything the cleaned catalog depends on, and how it is filtered and split."""
     from shoplens.data.catalog import CatalogColumns
 
     key = clean_key(catalog, columns or CatalogColumns(), levels, language, image_dir)
     key["options"].update({"MIN_ITEMS": min_items, "SUBSAMPLE": subsample, "SPLIT": list(split_ratios),
-                           "SEED": seed, "GROUP_SPLIT": group_split})
+                           "SEED": seed, "GROUP_SPLIT": group_split, "UNSEEN": bool(unseen)})
     key["code"] = code_version(*CODE["cleaned catalog"], *CODE["data"])
     return key
 
@@ -145,7 +147,9 @@ def train_key(classmode=config.CLASSMODE, modelmode=config.MODELMODE, backbone=c
               batch_size=config.BATCH_SIZE, learning_rate=config.LEARNING_RATE, patience=config.PATIENCE,
               class_weights=config.CLASS_WEIGHTS, precision=config.PRECISION, seed=config.SEED,
               strategy=config.STRATEGY, finetune_blocks=config.FINETUNE_BLOCKS, finetune_epochs=config.FINETUNE_EPOCHS,
-              finetune_learning_rate=config.FINETUNE_LEARNING_RATE, features_dir=config.FEATURES_DIR):
+              finetune_learning_rate=config.FINETUNE_LEARNING_RATE, features_dir=config.FEATURES_DIR,
+              loss=config.LOSS, temperature=config.TEMPERATURE, margin=config.MARGIN,
+              vit_patch_size=config.VIT_PATCH_SIZE, vit_layers=config.VIT_LAYERS):
     """A model: the options of its mode, the parts of the features it reads, a weights file it loads, its code."""
     features = features_summary(features_dir)
     options = {"CLASSMODE": classmode, "MODELMODE": modelmode, "EPOCHS": epochs, "BATCH_SIZE": batch_size,
@@ -156,15 +160,23 @@ def train_key(classmode=config.CLASSMODE, modelmode=config.MODELMODE, backbone=c
     inputs = {}
     if modelmode != "text" and features["has_images"]:
         options["BACKBONE"] = backbone
-        size = features["image_size"] if backbone == "simple" else features.get("pretrained_image_size")
+        options["LOSS"] = loss
+        if loss == "normsoftmax":
+            options.update(TEMPERATURE=temperature, MARGIN=margin)
+        size = features.get("pretrained_image_size") if is_pretrained(backbone) else features["image_size"]
         upstream["images"] = versions.get(f"images_{size}")
-        if backbone != "simple":
-            options.update(WEIGHTS=str(weights), FINETUNE=bool(finetune))
+        if takes_weights(backbone):
+            options["WEIGHTS"] = str(weights)
+            if weights_kind(weights) == "file" and Path(weights).is_file():
+                inputs["weights file"] = file_fingerprint(weights)
+        if is_pretrained(backbone):
+            options["FINETUNE"] = bool(finetune)
             if finetune:
                 options.update(FINETUNE_BLOCKS=finetune_blocks, FINETUNE_EPOCHS=finetune_epochs,
                                FINETUNE_LEARNING_RATE=resolve_learning_rate(finetune_learning_rate, modelmode))
-            if weights_kind(weights) == "file" and Path(weights).is_file():
-                inputs["weights file"] = file_fingerprint(weights)
+        if backbone == "vit":  # the options on the command line, and the configuration's constants
+            options.update(VIT_PATCH_SIZE=vit_patch_size, VIT_LAYERS=vit_layers, VIT_HIDDEN_DIM=config.VIT_HIDDEN_DIM,
+                           VIT_HEADS=config.VIT_HEADS, VIT_MLP_DIM=config.VIT_MLP_DIM)
     if modelmode != "image" and features["has_titles"]:
         options["TEXT_ENCODER"] = text_encoder
         upstream["text features"] = versions["text"]
@@ -201,10 +213,11 @@ def embeddings_dir(shard=0, num_shards=1, models_dir=config.MODELS_DIR):
 
 
 def extract_key(model_name=config.SEARCH_IMAGE_MODEL, layer=config.EMBEDDING_LAYER, shard=config.SHARD,
-                num_shards=config.NUM_SHARDS, models_dir=config.MODELS_DIR, processed_dir=config.PROCESSED_DIR):
+                num_shards=config.NUM_SHARDS, models_dir=config.MODELS_DIR, processed_dir=config.PROCESSED_DIR,
+                crop=config.CROP):
     """The embeddings: the image model, the data, the options."""
     return {"options": {"SEARCH_IMAGE_MODEL": model_name, "EMBEDDING_LAYER": layer, "SHARD": shard,
-                        "NUM_SHARDS": num_shards},
+                        "NUM_SHARDS": num_shards, "CROP": crop},
             "upstream": {"model": published_version(model_dir(model_name, models_dir), train_target(model_name)),
                          "data": published_version(config.splits_dir(processed_dir), "data")},
             "code": code_version(*CODE["embeddings"])}

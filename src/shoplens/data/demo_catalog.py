@@ -614,8 +614,10 @@ def render_item(leaf, colour, pattern, size, rng):
 
     Returns
     -------
-    numpy.ndarray
+    image : numpy.ndarray
         ``(size, size, 3)`` uint8 RGB image.
+    body : numpy.ndarray
+        ``(size, size)`` uint8, 1 where the product is (its shadow not included).
     """
     points, is_body, ops = _SHAPES[_LEAF_INDEX[leaf]]
     u = rng.random(13)
@@ -680,7 +682,7 @@ def render_item(leaf, colour, pattern, size, rng):
     image = np.take(palette, key, axis=0)
     image += rng.integers(0, 256, size=image.shape, dtype=np.uint8) & 15
     image -= 8
-    return image
+    return image, body
 
 
 def _key_to_palette():
@@ -705,14 +707,80 @@ def _key_to_palette():
 _KEY_TO_PALETTE = _key_to_palette()
 
 
+def render_cluttered(leaf, colour, pattern, size, rng):
+    """Draw one product photo as a shop's lifestyle shot: the product small (about 25 to 70 % of the side), anywhere
+    on a busy background of stripes or checks, shapes and a distractor as large as a product.
+
+    Parameters are those of :func:`render_item`.
+
+    Returns
+    -------
+    image : numpy.ndarray
+        ``(size, size, 3)`` uint8 RGB image.
+    body : numpy.ndarray
+        ``(size, size)`` uint8, 1 where the product is.
+    """
+    side = round(size * (0.45 + 0.3 * rng.random()))
+    item, item_body = render_item(leaf, colour, pattern, side, rng)
+    x0, y0 = rng.integers(0, size - side + 1, size=2)
+    image = _busy_background(size, rng)
+    # Only the product is pasted: a photo taken in a room shows no studio backdrop.
+    pasted = item_body == 1
+    image[y0:y0 + side, x0:x0 + side][pasted] = item[pasted]
+    body = np.zeros((size, size), dtype=np.uint8)
+    body[y0:y0 + side, x0:x0 + side] = item_body
+    return image, body
+
+
+def _busy_background(size, rng):
+    """A room-like clutter: a textile texture (stripes or checks), random shapes and one larger outlined
+    distractor, in colours around one random tone, and the sensor noise of :func:`render_item`."""
+    # Around one tone, as a room out of focus behind a product is: clutter in colours of any contrast would
+    # hide the product from the eye, too.
+    tone = rng.integers(70, 186, size=3)
+    colours = np.clip(tone + rng.integers(-45, 46, size=(14, 3)), 8, 240)
+    colours[:2] = np.clip(tone + rng.integers(-20, 21, size=(2, 3)), 8, 240)
+    tiles = _pattern_tiles(size)[("Stripes", "Checks")[int(rng.integers(2))]]
+    oy, ox = rng.integers(0, size, size=2)
+    texture = tiles[int(rng.integers(len(tiles)))][oy:oy + size, ox:ox + size]
+    canvas = Image.fromarray(np.where(texture[..., None], colours[0], colours[1]).astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    for colour in colours[2:12]:
+        cx, cy, rx, ry = rng.random(4) * (size, size, 0.15 * size, 0.15 * size) + (0, 0, 2, 2)
+        shape = (cx - rx, cy - ry, cx + rx, cy + ry)
+        getattr(draw, ("rectangle", "ellipse")[int(rng.integers(2))])(shape, fill=tuple(colour.tolist()))
+    # The distractor: a solid blob as large as a product, with the dark outline products have.
+    cx, cy = rng.random(2) * size
+    angles = np.sort(rng.random(7)) * 2 * math.pi
+    radii = size * (0.12 + 0.12 * rng.random(7))
+    blob = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], axis=1).ravel().tolist()
+    draw.polygon(blob, fill=tuple(colours[12].tolist()), outline=tuple((colours[13] // 3).tolist()), width=2)
+    image = np.asarray(canvas).copy()
+    image += rng.integers(0, 256, size=image.shape, dtype=np.uint8) & 15
+    return image
+
+
+def box_of(mask):
+    """``(x0, y0, x1, y1)``, the box of a mask's nonzero pixels (``x1`` and ``y1`` one past the last, as PIL
+    crops), or ``None`` for an empty mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
 def _render_chunk(task):
-    """Render and save one chunk of images; runs in a worker process."""
-    images_dir, seed, size, start, ids, leaves, colours, patterns = task
-    for k, (item_id, leaf, colour, pattern) in enumerate(zip(ids, leaves, colours, patterns, strict=True)):
+    """Render and save one chunk of images; runs in a worker process. Returns each product's box."""
+    images_dir, seed, size, start, ids, leaves, colours, patterns, cluttered = task
+    boxes = []
+    for k, (item_id, leaf, colour, pattern, busy) in enumerate(
+            zip(ids, leaves, colours, patterns, cluttered, strict=True)):
         rng = np.random.default_rng([seed, start + k])
-        image = render_item(_LEAVES[leaf][2], _COLOUR_NAMES[colour], PATTERNS[pattern], size, rng)
+        render = render_cluttered if busy else render_item
+        image, body = render(_LEAVES[leaf][2], _COLOUR_NAMES[colour], PATTERNS[pattern], size, rng)
         Image.fromarray(image).save(os.path.join(images_dir, f"{item_id}.jpg"), quality=90)
-    return len(ids)
+        boxes.append(box_of(body))
+    return start, boxes
 
 
 # --- Catalog rows -------------------------------------------------------------
@@ -864,7 +932,8 @@ def _check_int(name, value, minimum):
     return int(value)
 
 
-def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None, progress=True, planted=0.0):
+def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None, progress=True, planted=0.0,
+                          clutter=0.0):
     """Write a synthetic fashion catalog: ``out_dir/catalog.csv`` and ``out_dir/images/<id>.jpg``.
 
     Parameters
@@ -889,11 +958,19 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
         photo show, and as many again added as duplicates of other items (their photo
         re-encoded, resized or mirrored): known errors for the audit to find, listed
         in ``out_dir/planted.json``. 0 plants none.
+    clutter : float
+        Share of the photos taken as lifestyle shots (:func:`render_cluttered`): the
+        product small and off-centre on a busy background. With any, every product's
+        true box is listed in ``out_dir/boxes.csv`` (``id``, ``box`` as
+        ``x0,y0,x1,y1`` in pixels of its image, ``x1`` and ``y1`` one past the last,
+        and ``cluttered``, 1 or 0):
+        a file of its own, as a column of the catalog would be read as an attribute.
+        The other photos are those of a catalog without clutter.
 
     Returns
     -------
     dict
-        ``n`` (items written), ``planted``, ``seed``, ``image_size``, ``csv_path``, ``level1_counts``
+        ``n`` (items written), ``planted``, ``cluttered``, ``seed``, ``image_size``, ``csv_path``, ``level1_counts``
         (level-1 category -> items), ``largest_leaf`` and ``smallest_leaf``
         (``(path, items)`` among leaves that occur) and ``seconds`` taken.
 
@@ -906,6 +983,8 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
     seed = _check_int("seed", seed, 0)
     if not 0 <= planted <= 0.5:
         raise ValueError(f"planted must be from 0 to 0.5, got {planted}")
+    if not 0 <= clutter <= 1:
+        raise ValueError(f"clutter must be from 0 to 1, got {clutter}")
     image_size = _check_int("image_size", image_size, 32)
     workers = (os.cpu_count() or 1) if workers is None else _check_int("workers", workers, 1)
     started = time.perf_counter()
@@ -915,11 +994,13 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
     images_dir.mkdir(parents=True, exist_ok=True)
     ids = [str(100001 + i) for i in range(n)]
     leaf, gender, season, colour, pattern, dice = _draw_rows(n, seed)
+    # A generator of its own: the rows, and the photos left plain, are those of the same seed without clutter.
+    cluttered = np.random.default_rng([seed, 2]).random(n) < clutter
 
     chunk = max(16, min(500, math.ceil(n / (8 * workers))))
     tasks = [
         (str(images_dir), seed, image_size, lo, ids[lo:lo + chunk], leaf[lo:lo + chunk].tolist(),
-         colour[lo:lo + chunk].tolist(), pattern[lo:lo + chunk].tolist())
+         colour[lo:lo + chunk].tolist(), pattern[lo:lo + chunk].tolist(), cluttered[lo:lo + chunk].tolist())
         for lo in range(0, n, chunk)
     ]
     workers = min(workers, len(tasks))
@@ -929,14 +1010,15 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
     try:
         done = pool.imap_unordered(_render_chunk, tasks) if pool else map(_render_chunk, tasks)
         # Titles are built while the pool renders the first chunks.
-        rows = []
+        rows, boxes = [], {}
         for i in range(n):
             path, level1, leaf_name, _ = _LEAVES[leaf[i]]
             g, s, c, p = GENDERS[gender[i]], SEASONS[season[i]], _COLOUR_NAMES[colour[i]], PATTERNS[pattern[i]]
             title = _title(dice[i].tolist(), level1, leaf_name, g, s, c, p)
             rows.append((ids[i], f"{ids[i]}.jpg", title, path, g, s, c))
-        for count in done:
-            bar.update(count)
+        for start, chunk_boxes in done:
+            boxes.update({ids[start + k]: box for k, box in enumerate(chunk_boxes)})
+            bar.update(len(chunk_boxes))
     finally:
         bar.close()
         if pool:
@@ -944,9 +1026,14 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
             pool.join()
 
     if planted:
-        _plant_errors(rows, leaf, images_dir, round(planted * n), seed, out_dir / "planted.json")
+        _plant_errors(rows, leaf, images_dir, round(planted * n), seed, out_dir / "planted.json", boxes, image_size)
     csv_path = out_dir / "catalog.csv"
     _write_csv_atomically(csv_path, ("id", "image", "title", "category", "gender", "season", "colour"), rows)
+    if clutter:
+        busy = {ids[i] for i in np.flatnonzero(cluttered)}
+        busy |= {copy for copy, source in _planted_copies(out_dir).items() if source in busy}
+        _write_csv_atomically(out_dir / "boxes.csv", ("id", "box", "cluttered"),
+                              [(item, ",".join(map(str, boxes[item])), int(item in busy)) for item, *_ in rows])
 
     leaf_counts = np.bincount(leaf, minlength=len(_LEAVES))
     present = np.flatnonzero(leaf_counts)
@@ -957,6 +1044,7 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
     return {
         "n": len(rows),
         "planted": round(planted * n),
+        "cluttered": int(cluttered.sum()),
         "seed": seed,
         "image_size": image_size,
         "csv_path": str(csv_path),
@@ -967,8 +1055,9 @@ def generate_demo_catalog(out_dir, n=2000, seed=42, image_size=128, workers=None
     }
 
 
-def _plant_errors(rows, leaf, images_dir, count, seed, record):
-    """File ``count`` rows under another leaf, and add ``count`` duplicates of others; list both in ``record``."""
+def _plant_errors(rows, leaf, images_dir, count, seed, record, boxes, size):
+    """File ``count`` rows under another leaf, and add ``count`` duplicates of others; list both in ``record``,
+    and the duplicates' boxes in ``boxes``."""
     rng = np.random.default_rng([seed, 1])
     n = len(rows)
     chosen = rng.choice(n, size=min(2 * count, n), replace=False)
@@ -983,8 +1072,23 @@ def _plant_errors(rows, leaf, images_dir, count, seed, record):
         item = str(100001 + n + j)
         save_duplicate(images_dir / rows[i][1], images_dir / f"{item}.jpg", j % 3)
         rows.append((item, f"{item}.jpg", *rows[i][2:]))
+        x0, y0, x1, y1 = boxes[rows[i][0]]
+        boxes[item] = ((x0, y0, x1, y1), tuple(v * (size * 9 // 10) // size for v in (x0, y0, x1, y1)),
+                       (size - x1, y0, size - x0, y1))[j % 3]
         planted["duplicates"][item] = rows[i][0]
     record.write_text(json.dumps(planted, indent=2) + "\n")
+
+
+def _planted_copies(folder):
+    """Planted duplicate -> the product it copies, from ``planted.json`` if there is one."""
+    record = Path(folder) / "planted.json"
+    return json.loads(record.read_text())["duplicates"] if record.is_file() else {}
+
+
+def read_boxes(folder):
+    """The true boxes of a demo catalog made with clutter: ``{id: (x0, y0, x1, y1)}`` from ``folder/boxes.csv``."""
+    with open(Path(folder) / "boxes.csv", newline="", encoding="utf-8") as file:
+        return {row["id"]: tuple(int(v) for v in row["box"].split(",")) for row in csv.DictReader(file)}
 
 
 def save_duplicate(source, target, way):
@@ -1001,10 +1105,10 @@ def save_duplicate(source, target, way):
 
 
 def make_demo_catalog(directory=DEMO_CATALOG_DIR, n=2000, seed=42, image_size=128, workers=None, progress=True,
-                      planted=0.0):
+                      planted=0.0, clutter=0.0):
     """Generate the demo catalog and publish it as ``directory`` in one step; return the generator's summary."""
-    key = demo_catalog_key(n, seed, image_size, planted)
+    key = demo_catalog_key(n, seed, image_size, planted, clutter)
     with publish(directory, "demo catalog", key, version_of(key)) as staging:
-        summary = generate_demo_catalog(staging, n, seed, image_size, workers, progress, planted)
+        summary = generate_demo_catalog(staging, n, seed, image_size, workers, progress, planted, clutter)
         summary["csv_path"] = str(Path(directory) / "catalog.csv")
     return summary

@@ -6,9 +6,9 @@ Outputs, each folder published in one step (:func:`shoplens.outputs.publish`):
   title and levels, and ``catalog.json``; reused by later runs as long as the
   catalog file, its image folder, the column options, ``LEVELS``, ``LANGUAGE``
   and the cleaning code are unchanged;
-* ``data/processed/splits/``: ``{train,validate,test}.parquet`` and
-  ``summary.json``: what was read, excluded (by reason), kept, the split sizes,
-  and the ``data_version`` every later stage records.
+* ``data/processed/splits/``: ``{train,validate,test}.parquet`` (and ``unseen.parquet`` with ``UNSEEN``: the
+  products of the categories held out of every model) and ``summary.json``: what was read, excluded (by reason),
+  kept, the split sizes, and the ``data_version`` every later stage records.
 
 Image paths are stored relative to the project folder when the catalog lies
 inside it (absolute otherwise), so the tables stay valid when the project moves
@@ -28,7 +28,7 @@ from shoplens import ShoplensError, config
 from shoplens.data.catalog import CatalogColumns, read_catalog
 from shoplens.data.clean_titles import TitleCleaner
 from shoplens.data.images import inspect_image
-from shoplens.data.split import GROUP_SPLITS, duplicate_groups, split
+from shoplens.data.split import GROUP_SPLITS, duplicate_groups, hold_out_classes, split
 from shoplens.outputs import check_free_space, publish, read_stage
 from shoplens.parallel import imap
 from shoplens.pipeline import catalog_source, clean_key, dataset_key
@@ -55,6 +55,7 @@ def make_dataset(
     split_ratios=config.SPLIT_RATIOS,
     seed=config.SEED,
     group_split=config.GROUP_SPLIT,
+    unseen=config.UNSEEN,
     image_dir=None,
     interim_dir=config.INTERIM_DIR,
     processed_dir=config.PROCESSED_DIR,
@@ -73,7 +74,7 @@ def make_dataset(
     cleaner = TitleCleaner(language)
     names = config.level_names(levels)
     key = dataset_key(catalog, columns, levels, language, min_items, subsample, split_ratios, seed, group_split,
-                      image_dir)
+                      image_dir, unseen)
 
     table, info = _cleaned_catalog(catalog, columns, levels, cleaner, image_dir, interim_dir, workers, progress)
     excluded = Counter(info["excluded"])
@@ -92,9 +93,13 @@ def make_dataset(
             f"excluded {_describe(excluded)}); check the catalog or lower MIN_ITEMS"
         )
 
+    seen, held_out, unseen_classes = hold_out_classes(table, names[-1], config.UNSEEN_SHARE, seed) if unseen \
+        else (table, None, [])
     by = [] if group_split == "none" else group_split.split(",")
-    groups = duplicate_groups(table, by)
-    splits = split(table, split_ratios, seed, groups if by else None)
+    groups = duplicate_groups(seen, by)
+    splits = split(seen, split_ratios, seed, groups if by else None)
+    if unseen:
+        splits[config.UNSEEN_SPLIT] = held_out
     version = data_version(splits, key)
     summary = {
         "catalog": str(catalog),
@@ -108,12 +113,13 @@ def make_dataset(
         "rows_dropped_by_subsample": subsampled_out,
         "rows_kept": len(table),
         "splits": {name: len(part) for name, part in splits.items()},
+        "unseen_classes": unseen_classes,
         "levels": names,
         "classes_per_level": {name: int(table[name].nunique()) for name in names},
         "has_titles": info["has_titles"],
         "has_images": info["has_images"],
         "attributes": info["attributes"],
-        "duplicates": _duplicate_counts(table, groups, by, splits),
+        "duplicates": _duplicate_counts(seen, groups, by, splits),
         "options": {
             "levels": levels,
             "language": language,
@@ -122,6 +128,7 @@ def make_dataset(
             "split_ratios": list(split_ratios),
             "seed": seed,
             "group_split": group_split,
+            "unseen": bool(unseen),
             "columns": asdict(columns),
         },
         "data_version": version,
@@ -153,7 +160,7 @@ def data_version(splits, key):
 
 
 def load_split(name, processed_dir=config.PROCESSED_DIR):
-    """Read one processed split (``train``, ``validate`` or ``test``)."""
+    """Read one processed split (``train``, ``validate``, ``test`` or ``unseen``)."""
     path = config.splits_dir(processed_dir) / f"{name}.parquet"
     if not path.is_file():
         raise ShoplensError(f"{path}: not found; run `make data` first")

@@ -68,6 +68,25 @@ def split(table, ratios=config.SPLIT_RATIOS, seed=config.SEED, groups=None):
     return {name: part.sort_index().reset_index(drop=True) for name, part in zip(config.SPLITS, parts)}
 
 
+def hold_out_classes(table, column, share=config.UNSEEN_SHARE, seed=config.SEED):
+    """Split off the rows of a random ``share`` of the classes of ``column`` (at least one class, and one left).
+
+    Returns
+    -------
+    kept, held_out : pandas.DataFrame
+        The rows of the other classes, and those of the classes held out.
+    classes : list of str
+        The classes held out, sorted.
+    """
+    classes = np.sort(table[column].unique())
+    if len(classes) < 2:
+        raise ShoplensError(f"UNSEEN needs at least 2 classes of {column}, the catalog has {len(classes)}")
+    n = min(max(1, round(share * len(classes))), len(classes) - 1)
+    held = sorted(np.random.default_rng(seed).choice(classes, n, replace=False).tolist())
+    out = table[column].isin(held)
+    return table[~out], table[out].reset_index(drop=True), held
+
+
 def _stratified(table, ratios, seed):
     train_ratio, validate_ratio, test_ratio = ratios
     try:

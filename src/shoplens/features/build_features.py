@@ -57,7 +57,7 @@ def build_features(
     features_dir = config.features_dir(processed_dir)
     key = features_key(image_size, vocab_size, title_length, pretrained_image_size, processed_dir)
     data = load_summary(processed_dir)
-    splits = {name: load_split(name, processed_dir) for name in config.SPLITS}
+    splits = {name: load_split(name, processed_dir) for name in data["splits"]}
     train = splits["train"]
     sizes = sorted({image_size, pretrained_image_size or image_size}) if data["has_images"] else []
     versions = feature_part_versions(data["data_version"], sizes, vocab_size if data["has_titles"] else None,

@@ -15,7 +15,9 @@ JSON API (errors are ``{"error": "..."}`` with the status)
   counts under those filters (a filter named twice takes either value);
 * ``GET /api/search?q=&k=&category=&<filter>=``: text search: how the query was ``reading``, the text model's
   ``prediction`` of its category, and results with their ``score`` (0 to 1) and ``why``;
-* ``POST /api/classify``: multipart ``image`` and/or ``title`` (with ``k``, ``same_category``);
+* ``POST /api/classify``: multipart ``image`` and/or ``title`` (with ``k``, ``same_category``): the ``prediction``,
+  the ``similar`` products and, for an image, its ``crop`` (``{"box": [x0, y0, x1, y1], "width", "height"}`` in
+  pixels of the photo where the embeddings are of crops, ``CROP=auto``; else ``null``);
 * ``GET /api/similar/<id>?k=``: the products most like one;
 * ``GET /api/audit?category=&limit=``: what ``/audit`` shows (404 until ``make audit`` ran);
 * ``GET /api/facets?category=&<filter>=``, ``GET /api/health``.
@@ -263,7 +265,8 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
         if upload is None and title is None:
             raise BadRequest("give an image (multipart field 'image') and/or a title (field 'title')")
         if upload is None:
-            return jsonify(prediction=_call(repository.classify, title=title))
+            prediction = _call(repository.classify, title=title)
+            return jsonify(prediction=prediction, crop=prediction.pop("crop"))
         photo = _read_upload(upload)
         if title is None:
             prediction, similar = _call(repository.similar_to_image, photo, k=n, same_category=same_category)
@@ -272,7 +275,9 @@ def create_app(repository, image_dir=None, thumbnails=None, page_size=config.PAG
             prediction = _call(repository.classify, image=photo, title=title)
             _, similar = _call(repository.similar_to_image, photo, k=n,
                                category=prediction["category"] if same_category else None)
-        return jsonify(prediction=prediction, similar=[public(i) for i in similar])
+        # Said beside the prediction: where in the photo the product was found, or null for the whole photo.
+        crop = prediction.pop("crop")
+        return jsonify(prediction=prediction, crop=crop, similar=[public(i) for i in similar])
 
     # errors: JSON under /api/, a page elsewhere
 

@@ -15,33 +15,16 @@ normalising by a batch's statistics instead destroys the features.
 """
 import re
 from pathlib import Path
-from typing import NamedTuple
 
 import keras
 from keras import layers
 
-from shoplens import ShoplensError
+from shoplens import ShoplensError, config
+from shoplens.models.backbones import BACKBONES, NAMES
+from shoplens.models.normsoftmax import CosineSoftmax
 from shoplens.pipeline import weights_kind
 
-
-class Backbone(NamedTuple):
-    module: str  # keras.applications module, for preprocess_input
-    constructor: str
-    download: str  # the file of headless ImageNet weights WEIGHTS=imagenet downloads; offline, give a copy of it
-    block: str  # a pattern of the names of a block's layers; the last layer matched per block is its output
-
-
-BACKBONES = {
-    "vgg16": Backbone("vgg16", "VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", r"(block\d)_pool"),
-    "mobilenetv2": Backbone("mobilenet_v2", "MobileNetV2",
-                            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-                            r"block_(\d+)_(?:add|project_BN)"),
-    "efficientnetb0": Backbone("efficientnet", "EfficientNetB0", "efficientnetb0_notop.h5",
-                               r"block(\d[a-z])_(?:add|project_bn)"),
-    "resnet50": Backbone("resnet50", "ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                         r"conv(\d_block\d+)_out"),
-}
-MIN_IMAGE_SIZE = 32  # the smallest input of every keras.applications backbone above
+MIN_IMAGE_SIZE = 32  # the smallest input of every keras.applications backbone
 TEXT_ENCODERS = ("bag", "cnn", "lstm")
 IMAGE_FEATURES = "image_features"  # a pretrained backbone's pooled output
 IMAGE_EMBEDDING = "image_embedding"  # the layer feature extraction reads
@@ -64,7 +47,9 @@ class BackbonePreprocess(layers.Layer):
 
 
 def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbone="vgg16", weights="imagenet",
-                finetune_blocks=0, text_encoder="bag", embedding_dim=64, dropout=0.3, modality_dropout=0.3):
+                finetune_blocks=0, text_encoder="bag", embedding_dim=64, dropout=0.3, modality_dropout=0.3,
+                loss="softmax", temperature=config.TEMPERATURE, vit_patch_size=config.VIT_PATCH_SIZE,
+                vit_layers=config.VIT_LAYERS):
     """Build an uncompiled classifier.
 
     Parameters
@@ -78,7 +63,9 @@ def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbo
         Title tokens, most frequent first; ``None`` for an image-only model.
     title_length : int
         Tokens read per title.
-    backbone : {"vgg16", "mobilenetv2", "efficientnetb0", "resnet50", "simple"}
+    backbone : {"vgg16", "mobilenetv2", "efficientnetb0", "resnet50", "simple", "vit"}
+        A pretrained ``keras.applications`` backbone, or one trained from scratch
+        (:mod:`shoplens.models.backbones`).
     weights : {"imagenet", "none"} or path
         Backbone weights: downloaded ImageNet ones, random, or a local weights file.
     finetune_blocks : int
@@ -88,11 +75,24 @@ def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbo
     dropout, modality_dropout : float
         Dropout before the heads; and, in a combined model, the share of items whose
         image embedding is dropped as a whole in training.
+    loss : {"softmax", "normsoftmax"}
+        The heads of a model with an image tower: dense softmax layers, or cosine classifiers
+        (:mod:`shoplens.models.normsoftmax`) over a linear image embedding.
+    temperature : float
+        The cosine classifiers' temperature (``loss="normsoftmax"``).
+    vit_patch_size, vit_layers : int
+        ``backbone="vit"``: the side of its patches, and its transformer layers.
     """
+    if loss not in config.LOSSES:
+        raise ShoplensError(f"unknown LOSS '{loss}' (choose from {', '.join(config.LOSSES)})")
+    normsoftmax = loss == "normsoftmax" and bool(image_size)
     inputs, features = {}, []
     if image_size:
         inputs["image"] = keras.Input((image_size, image_size, 3), dtype="uint8", name="image")
-        features.append(image_tower(inputs["image"], backbone, weights, finetune_blocks))
+        # Normalised softmax learns directions: a ReLU would keep the embedding to the positive orthant.
+        features.append(image_tower(inputs["image"], backbone, weights, finetune_blocks,
+                                    embedding_activation=None if normsoftmax else "relu",
+                                    vit_patch_size=vit_patch_size, vit_layers=vit_layers))
     if vocabulary:
         inputs["title"] = keras.Input((), dtype="string", name="title")
         features.append(text_tower(inputs["title"], vocabulary, title_length, text_encoder, embedding_dim))
@@ -106,11 +106,16 @@ def build_model(heads, image_size=None, vocabulary=None, title_length=16, backbo
         x = features[0]
     x = layers.Dropout(dropout)(x)
     # Softmax in float32 whatever the compute policy, for stable losses under mixed precision.
-    outputs = {name: layers.Dense(n, activation="softmax", dtype="float32", name=name)(x) for name, n in heads.items()}
+    if normsoftmax:
+        outputs = {name: CosineSoftmax(n, temperature, dtype="float32", name=name)(x) for name, n in heads.items()}
+    else:
+        outputs = {name: layers.Dense(n, activation="softmax", dtype="float32", name=name)(x)
+                   for name, n in heads.items()}
     return keras.Model(inputs, outputs, name="shoplens_classifier")
 
 
-def image_tower(image, backbone="vgg16", weights="imagenet", finetune_blocks=0, embedding_dim=256):
+def image_tower(image, backbone="vgg16", weights="imagenet", finetune_blocks=0, embedding_dim=256,
+                embedding_activation="relu", vit_patch_size=config.VIT_PATCH_SIZE, vit_layers=config.VIT_LAYERS):
     """Preprocess, run the backbone, project to an embedding.
 
     Augmentation happens in the training input pipeline (:func:`shoplens.models.datasets.augment`),
@@ -119,9 +124,11 @@ def image_tower(image, backbone="vgg16", weights="imagenet", finetune_blocks=0, 
     x = layers.Rescaling(1.0)(image)  # uint8 -> the float type of the policy
     if backbone == "simple":
         x = simple_cnn(x)
+    elif backbone == "vit":
+        x = vit_backbone(x, weights, vit_patch_size, vit_layers)
     else:
         x = pretrained_backbone(BackbonePreprocess(backbone)(x), backbone, weights, finetune_blocks)
-    return layers.Dense(embedding_dim, activation="relu", name=IMAGE_EMBEDDING)(x)
+    return layers.Dense(embedding_dim, activation=embedding_activation, name=IMAGE_EMBEDDING)(x)
 
 
 def pretrained_backbone(x, backbone, weights, finetune_blocks=0):
@@ -175,6 +182,54 @@ def simple_cnn(x):
     return layers.GlobalAveragePooling2D()(x)
 
 
+def vit_backbone(x, weights="none", patch_size=config.VIT_PATCH_SIZE, num_layers=config.VIT_LAYERS):
+    """keras_hub's Vision Transformer on ``x`` (pixels 0-255), trained from scratch: the mean of its patch tokens.
+
+    Its layers are keras_hub's own, nested as one ``ViTBackbone`` layer named ``vit``, so that
+    ``WEIGHTS=<file>`` takes what ``model.get_layer("vit").save_weights(...)`` wrote (or a
+    ``ViTBackbone.save_weights`` of the same configuration: ``config.VIT_*``, no class token).
+    There are no ImageNet weights at these sizes to download.
+    """
+    import keras_hub  # only a ViT needs it
+
+    size, kind = x.shape[1], weights_kind(weights)
+    if kind == "imagenet":
+        raise ShoplensError("BACKBONE=vit has no ImageNet weights (none are made at these sizes): give WEIGHTS=none "
+                            "to train it from scratch, or WEIGHTS=<file> of a ViT of the same configuration")
+    if kind == "file" and not Path(weights).is_file():
+        raise ShoplensError(f"{weights}: weights file not found (WEIGHTS takes none or a file for BACKBONE=vit)")
+    if size % patch_size:
+        raise ShoplensError(f"VIT_PATCH_SIZE={patch_size} does not divide the {size} px images (IMAGE_SIZE); "
+                            "give a patch size that does")
+    # Dropout of 0.1 in the encoder, as ViT trained from scratch on ImageNet (Dosovitskiy et al., 2021).
+    vit = keras_hub.models.ViTBackbone(
+        image_shape=(size, size, 3), patch_size=patch_size, num_layers=num_layers, num_heads=config.VIT_HEADS,
+        hidden_dim=config.VIT_HIDDEN_DIM, mlp_dim=config.VIT_MLP_DIM, dropout_rate=0.1, use_class_token=False,
+        name="vit")
+    if kind == "file":
+        _load_vit_weights(vit, weights, patch_size, num_layers)
+    x = layers.Rescaling(1 / 127.5, offset=-1)(x)
+    return layers.GlobalAveragePooling1D(name="vit_pooled")(vit(x))
+
+
+def _load_vit_weights(vit, weights, patch_size, num_layers):
+    """Load a weights file into the ViT, or a one-line error naming the file and the configuration it needs."""
+    import h5py
+
+    described = (f"a ViT of VIT_PATCH_SIZE={patch_size}, VIT_LAYERS={num_layers}, "
+                 f"VIT_HIDDEN_DIM={config.VIT_HIDDEN_DIM}, VIT_HEADS={config.VIT_HEADS}, "
+                 f"VIT_MLP_DIM={config.VIT_MLP_DIM} on {vit.image_shape[0]} px images")
+    try:
+        with h5py.File(weights, "r") as file:  # Keras loads a file of more layers without a word: count its arrays
+            arrays = []
+            file.visititems(lambda name, item: arrays.append(name) if isinstance(item, h5py.Dataset) else None)
+        if len(arrays) != len(vit.weights):
+            raise ValueError(f"it holds {len(arrays)} arrays, the ViT {len(vit.weights)}")
+        vit.load_weights(weights)
+    except (OSError, ValueError, KeyError) as err:
+        raise ShoplensError(f"{weights}: cannot load as the weights of {described} ({_first_line(err)})") from None
+
+
 def _conv_bn_relu(x, width, strides=1):
     x = layers.Conv2D(width, 3, strides=strides, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
@@ -202,7 +257,7 @@ def text_tower(title, vocabulary, title_length=16, encoder="bag", embedding_dim=
 def _pretrained(backbone, weights, x):
     """A headless ``keras.applications`` backbone on the tensor ``x``, with its weights."""
     if backbone not in BACKBONES:
-        raise ShoplensError(f"unknown BACKBONE '{backbone}' (choose from {', '.join([*BACKBONES, 'simple'])})")
+        raise ShoplensError(f"unknown BACKBONE '{backbone}' (choose from {', '.join(NAMES)})")
     constructor, download = getattr(keras.applications, BACKBONES[backbone].constructor), BACKBONES[backbone].download
     if x.shape[1] < MIN_IMAGE_SIZE:  # Keras only warns, given an input tensor: the features would be one pixel
         raise ShoplensError(f"BACKBONE={backbone} cannot read {x.shape[1]} px images (at least {MIN_IMAGE_SIZE}); "

@@ -13,9 +13,10 @@ summary of the run. The ``.npz`` holds, row-aligned with ``embeddings``
 (``(n, attributes)``, one column per name in ``attributes``), ``image_paths``
 (as the splits store them: see :func:`shoplens.config.project_path`),
 ``image_sha1`` (of the photo's bytes), ``titles``, ``clean_titles`` and ``splits``; and, as 0-d arrays, the ``model``
-and ``layer`` they came from, the ``data_version`` of the splits, the
-``fingerprint`` the search index checks, and ``item_range`` (first item, end,
-items in all) of this shard.
+and ``layer`` they came from, the ``crop`` they were made with (``CROP``: with ``auto``
+each photo is cropped to the product first, :mod:`shoplens.models.localise`, and so is
+every query photo), the ``data_version`` of the splits, the ``fingerprint`` the search
+index checks, and ``item_range`` (first item, end, items in all) of this shard.
 
 Extraction can be split into ``num_shards`` jobs, each embedding a contiguous
 slice of the items into ``models/embeddings-<shard>-of-<num_shards>/``;
@@ -34,6 +35,8 @@ import pandas as pd
 from shoplens import ShoplensError, config
 from shoplens.data.make_dataset import load_split, load_summary
 from shoplens.features.build_features import load_features, load_images
+from shoplens.models.localise import ActivationMaps, crop_boxes
+from shoplens.models.localise import crop as crop_images
 from shoplens.models.trained import load_named_model
 from shoplens.outputs import publish
 from shoplens.pipeline import current_data_version, embeddings_dir, extract_key, merge_key
@@ -56,6 +59,7 @@ def extract_features(
     batch_size=config.EXTRACT_BATCH_SIZE,
     shard=config.SHARD,
     num_shards=config.NUM_SHARDS,
+    crop=config.CROP,
     processed_dir=config.PROCESSED_DIR,
     features_dir=config.FEATURES_DIR,
     models_dir=config.MODELS_DIR,
@@ -74,6 +78,9 @@ def extract_features(
     shard, num_shards : int
         Embed the ``shard``-th of ``num_shards`` contiguous slices of the items
         (in split order, then row order); ``num_shards=1`` embeds them all.
+    crop : {"none", "auto"}
+        Embed each whole photo, or the crop around the product found in it
+        (:func:`shoplens.models.localise.crop_boxes`).
     processed_dir, features_dir, models_dir : path
         Where the splits, the features and the models are.
     progress : bool
@@ -84,14 +91,17 @@ def extract_features(
         raise ShoplensError(f"EXTRACT_BATCH_SIZE must be at least 1, got {batch_size}")
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise ShoplensError(f"SHARD must be in 0..NUM_SHARDS-1 and NUM_SHARDS at least 1, got {shard} of {num_shards}")
-    key = extract_key(model_name, layer, shard, num_shards, models_dir, processed_dir)
+    if crop not in config.CROPS:
+        raise ShoplensError(f"CROP must be one of {', '.join(config.CROPS)}, got '{crop}'")
+    key = extract_key(model_name, layer, shard, num_shards, models_dir, processed_dir, crop)
     model, metadata = load_named_model(model_name, models_dir, processed_dir)
     data = load_summary(processed_dir)
     load_features(features_dir, data["data_version"])
     embedder = embedding_model(model, layer, model_name)
+    activation_maps = ActivationMaps(model) if crop == "auto" else None
 
-    tables = {name: load_split(name, processed_dir) for name in config.SPLITS}
-    images = {name: load_images(name, features_dir, metadata["image_size"]) for name in config.SPLITS}
+    tables = {name: load_split(name, processed_dir) for name in data["splits"]}
+    images = {name: load_images(name, features_dir, metadata["image_size"]) for name in tables}
     for name, table in tables.items():
         if len(images[name]) != len(table):
             raise ShoplensError(f"{features_dir}: images of '{name}' do not match the split; run `make features`")
@@ -105,7 +115,10 @@ def extract_features(
     with bar:
         for i in range(start, stop, batch_size):
             j = min(i + batch_size, stop)
-            embeddings[i - start:j - start] = np.asarray(embedder.predict_on_batch(_rows(images, i, j)), np.float32)
+            batch = _rows(images, i, j)
+            if activation_maps is not None:
+                batch = crop_images(batch, crop_boxes(batch, activation_maps), batch.shape[1])
+            embeddings[i - start:j - start] = np.asarray(embedder.predict_on_batch(batch), np.float32)
             bar.update(j - i)
     embedding_seconds = time.perf_counter() - embedding_started
     embeddings = normalise(embeddings)
@@ -127,6 +140,7 @@ def extract_features(
         "splits": part["split"].to_numpy(str),
         "model": np.array(model_name),
         "layer": np.array(layer),
+        "crop": np.array(crop),
         "data_version": np.array(data["data_version"]),
         "item_range": np.array([start, stop, total]),
     }
@@ -144,8 +158,10 @@ def merge_features(num_shards, models_dir=config.MODELS_DIR, processed_dir=confi
                                 f"model_extract_features SHARD={shard} NUM_SHARDS={num_shards}", processed_dir)
              for shard in range(num_shards)]
     first = parts[0]
+    for part in parts:
+        part.setdefault("crop", np.array("none"))  # made before crops were
     for shard, part in enumerate(parts):
-        for name in ("model", "layer", "data_version"):
+        for name in ("model", "layer", "crop", "data_version"):
             if str(part[name]) != str(first[name]):
                 raise ShoplensError(f"{features_path(shard, num_shards, models_dir)}: made with {name} "
                                     f"'{part[name]}', shard 0 with '{first[name]}'; extract every shard again")
@@ -154,7 +170,7 @@ def merge_features(num_shards, models_dir=config.MODELS_DIR, processed_dir=confi
         raise ShoplensError(f"the {num_shards} shards in {models_dir} do not cover the items one after another; "
                             "extract every shard again with the same NUM_SHARDS")
     arrays = {name: np.concatenate([p[name] for p in parts]) for name in TEXT_ARRAYS + ("embeddings",)}
-    arrays.update({name: first[name] for name in ("levels", "attributes", "model", "layer", "data_version")})
+    arrays.update({name: first[name] for name in ("levels", "attributes", "model", "layer", "crop", "data_version")})
     arrays["item_range"] = np.array([0, int(first["item_range"][2]), int(first["item_range"][2])])
     return write_features(arrays, embeddings_dir(models_dir=models_dir), key, merged_shards=num_shards)
 
@@ -165,7 +181,8 @@ def write_features(arrays, directory, key, **extra):
     arrays = {**arrays, "fingerprint": np.array(fingerprint(arrays["ids"], arrays["embeddings"]))}
     start, stop, total = (int(v) for v in arrays["item_range"])
     summary = {"path": str(Path(directory) / FILE), "model": str(arrays["model"]), "layer": str(arrays["layer"]),
-               "data_version": str(arrays["data_version"]), "fingerprint": str(arrays["fingerprint"]),
+               "crop": str(arrays["crop"]), "data_version": str(arrays["data_version"]),
+               "fingerprint": str(arrays["fingerprint"]),
                "items": stop - start, "item_range": [start, stop], "items_in_all": total,
                "dim": int(arrays["embeddings"].shape[1]), "created": datetime.now().isoformat(timespec="seconds"),
                **extra}

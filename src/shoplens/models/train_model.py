@@ -25,10 +25,12 @@ from shoplens import ShoplensError, config, progress
 from shoplens.data.make_dataset import load_summary
 from shoplens.features.build_features import load_features, load_images
 from shoplens.models.backbone_features import backbone_features
+from shoplens.models.backbones import is_pretrained, takes_weights
 from shoplens.models.build_model import IMAGE_FEATURES, backbone_cut, build_model
 from shoplens.models.datasets import tf_dataset
 from shoplens.models.distribute import Distribution, adapt_fit_to_strategy
 from shoplens.models.inputs import balanced_weights, check_modes, encode_targets, heads, split_inputs
+from shoplens.models.normsoftmax import MarginCrossentropy
 from shoplens.models.trained import METADATA_FILE, MODEL_FILE, model_name
 from shoplens.outputs import publish
 from shoplens.pipeline import model_dir, resolve_learning_rate, train_key, weights_kind
@@ -43,6 +45,9 @@ def train_model(
     weights=config.WEIGHTS,
     finetune=config.FINETUNE,
     text_encoder=config.TEXT_ENCODER,
+    loss=config.LOSS,
+    temperature=config.TEMPERATURE,
+    margin=config.MARGIN,
     epochs=config.EPOCHS,
     batch_size=config.BATCH_SIZE,
     learning_rate=config.LEARNING_RATE,
@@ -54,6 +59,8 @@ def train_model(
     finetune_blocks=config.FINETUNE_BLOCKS,
     finetune_epochs=config.FINETUNE_EPOCHS,
     finetune_learning_rate=config.FINETUNE_LEARNING_RATE,
+    vit_patch_size=config.VIT_PATCH_SIZE,
+    vit_layers=config.VIT_LAYERS,
     processed_dir=config.PROCESSED_DIR,
     features_dir=config.FEATURES_DIR,
     models_dir=config.MODELS_DIR,
@@ -62,7 +69,8 @@ def train_model(
 ):
     """Train one classifier, keep its best epoch by validation loss, save it; return its metadata.
 
-    A small CNN trains end to end on the images. A pretrained backbone trains in
+    A backbone trained from scratch (the small CNN, or a ViT of ``vit_layers`` layers on patches of
+    ``vit_patch_size`` pixels) trains end to end on the images. A pretrained backbone trains in
     stages on its cached activations (:mod:`shoplens.models.backbone_features`):
     first the heads on the frozen backbone's pooled features (``epochs`` at
     ``learning_rate``); then, with ``finetune``, the top ``finetune_blocks`` blocks
@@ -83,11 +91,14 @@ def train_model(
     finetune_learning_rate = resolve_learning_rate(finetune_learning_rate, modelmode)
     key = train_key(classmode, modelmode, backbone, weights, finetune, text_encoder, epochs, batch_size,
                     learning_rate, patience, class_weights, precision, seed, strategy, finetune_blocks,
-                    finetune_epochs, finetune_learning_rate, features_dir)
+                    finetune_epochs, finetune_learning_rate, features_dir, loss, temperature, margin,
+                    vit_patch_size=vit_patch_size, vit_layers=vit_layers)
     data = load_summary(processed_dir)
     features = load_features(features_dir, data["data_version"])
     check_modes(classmode, modelmode, features)
-    pretrained = modelmode != "text" and backbone != "simple"
+    pretrained = modelmode != "text" and is_pretrained(backbone)  # else trained from scratch, on the images
+    weighted = modelmode != "text" and takes_weights(backbone)
+    vit = modelmode != "text" and backbone == "vit"
     finetune = bool(finetune) and pretrained
     image_size = None if modelmode == "text" else pretrained_image_size(features) if pretrained else \
         features["image_size"]
@@ -102,6 +113,8 @@ def train_model(
     keras.mixed_precision.set_global_policy(policy)
     labels = features["labels"]
     outputs = heads(classmode, labels)
+    normsoftmax = loss == "normsoftmax" and image_size is not None
+    head_loss = MarginCrossentropy(margin, temperature) if normsoftmax and margin else "sparse_categorical_crossentropy"
     vocabulary = features["vocabulary"] if modelmode != "image" else None
 
     tables, x, y = {}, {}, {}
@@ -117,7 +130,8 @@ def train_model(
         model = build_model(outputs, image_size=image_size, vocabulary=vocabulary,
                             title_length=features.get("title_length") or config.TITLE_LENGTH, backbone=backbone,
                             weights=weights, finetune_blocks=finetune_blocks if finetune else 0,
-                            text_encoder=text_encoder)
+                            text_encoder=text_encoder, loss=loss, temperature=temperature,
+                            vit_patch_size=vit_patch_size, vit_layers=vit_layers)
     # Training a stage from part-way up the model re-calls its layers, which Keras's saving then trips over:
     # the model saved is rebuilt from this description, with the trained weights.
     architecture = model.get_config()
@@ -153,7 +167,7 @@ def train_model(
             trained.compile(
                 optimizer=keras.optimizers.Adam(cosine_schedule(rate * replicas, stage_epochs, len(tables["train"]),
                                                                 global_batch, warmup_epochs=int(number > 1))),
-                loss={name: "sparse_categorical_crossentropy" for name in outputs},
+                loss={name: head_loss for name in outputs},
                 metrics={name: ["accuracy"] for name in outputs},
             )
         stage = f"{name}-stage{number}" if len(stages) > 1 else name
@@ -188,14 +202,20 @@ def train_model(
         "vocabulary": vocabulary,
         "image_size": image_size,
         "title_length": features.get("title_length"),
-        "options": {"backbone": backbone if image_size else None, "weights": str(weights) if pretrained else None,
+        "options": {"backbone": backbone if image_size else None, "weights": str(weights) if weighted else None,
                     "finetune": finetune, "finetune_blocks": finetune_blocks if finetune else None,
                     "finetune_epochs": finetune_epochs if finetune else None,
                     "finetune_learning_rate": finetune_learning_rate if finetune else None,
-                    "text_encoder": text_encoder if vocabulary else None, "epochs": epochs, "batch_size": batch_size,
+                    **({"vit_patch_size": vit_patch_size, "vit_layers": vit_layers,
+                        "vit_hidden_dim": config.VIT_HIDDEN_DIM, "vit_heads": config.VIT_HEADS,
+                        "vit_mlp_dim": config.VIT_MLP_DIM} if vit else {}),
+                    "text_encoder": text_encoder if vocabulary else None,
+                    **({"loss": loss, "temperature": temperature if normsoftmax else None,
+                        "margin": margin if normsoftmax else None} if image_size else {}),
+                    "epochs": epochs, "batch_size": batch_size,
                     "learning_rate": learning_rate, "patience": patience, "class_weights": bool(class_weights),
                     "precision": policy, "seed": seed, "strategy": strategy},
-        "weights_file": weights_file_record(weights) if pretrained else None,
+        "weights_file": weights_file_record(weights) if weighted else None,
         "distribution": {"strategy": strategy, "replicas": replicas, "workers": distribution.workers,
                          "global_batch_size": global_batch, "learning_rate": learning_rate * replicas,
                          "chief": distribution.chief},

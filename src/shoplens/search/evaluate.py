@@ -6,6 +6,14 @@ over the top 10 (mAP@10: for each query, the mean of precision@r over the ranks 
 <= 10 that hold a relevant result, divided by min(10, relevant train products),
 so a perfect top 10 scores 1), the precision@5 at every level, and the
 precision@5 a random ranking would get, for comparison.
+
+With ``UNSEEN`` the data stage held some categories out of every model; their
+products are then queried against each other, as deep metric learning is
+evaluated (Musgrave et al., "A Metric Learning Reality Check", 2020): Recall@k,
+the share of queries with a relevant product among their k nearest, and MAP@R,
+the mean average precision over the R nearest, where R is the number of products
+relevant to the query. It says how well the embeddings tell apart products of
+categories the model never learnt.
 """
 import json
 
@@ -17,6 +25,7 @@ from shoplens.pipeline import evaluate_search_key, search_metrics_dir
 from shoplens.stages import version_of
 
 K_VALUES = (1, 5, 10)
+RECALL_K = (1, 5, 10)
 
 
 def evaluate_search(repository, reports_dir=config.REPORTS_DIR):
@@ -24,6 +33,8 @@ def evaluate_search(repository, reports_dir=config.REPORTS_DIR):
     ``reports/<catalog>/search/metrics.json`` and return them."""
     key = evaluate_search_key(repository.models_dir)
     metrics = search_metrics(repository.features, repository.index)
+    if (repository.features["splits"] == config.UNSEEN_SPLIT).any():
+        metrics["unseen"] = unseen_metrics(repository.features, repository.index)
     metrics["catalog"] = repository.catalog_name
     with publish(search_metrics_dir(repository.catalog_name, reports_dir), "search evaluation", key,
                  version_of(key)) as staging:
@@ -71,6 +82,42 @@ def search_metrics(features, index, query_split="test", candidate_split="train",
     return metrics
 
 
+def unseen_metrics(features, index, split=config.UNSEEN_SPLIT, batch_size=1024):
+    """Recall@k and MAP@R of the products of ``split``, each queried against the others of that split."""
+    rows = np.flatnonzero(features["splits"] == split)
+    last = features["labels"][rows, -1]
+    _, classes = np.unique(last, return_inverse=True)
+    relevant_count = np.bincount(classes)[classes] - 1  # R: the query's category, itself left out
+    if len(rows) < 2 or not relevant_count.any():
+        raise ShoplensError(f"the '{split}' split needs categories of two or more products to measure retrieval")
+    k = int(min(len(rows) - 1, max(max(RECALL_K), relevant_count.max())))
+    allowed = np.zeros(len(features["splits"]), dtype=bool)
+    allowed[rows] = True
+    neighbours = []
+    for i in range(0, len(rows), batch_size):
+        queries = rows[i:i + batch_size]
+        # One more than k, and each query's own row dropped: a product is not its own neighbour.
+        found = index.search(index.vectors_of(queries), k + 1, allowed=allowed)[1]
+        neighbours += [[r for r in row if r != query][:k] for row, query in zip(found.tolist(), queries)]
+    neighbours = np.array(neighbours)
+    position = np.zeros(len(features["splits"]), dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    relevant = (classes[position[neighbours]] == classes[:, None]) & (neighbours >= 0)  # -1: none found
+    queries = relevant_count > 0  # a category of one product has nothing to find
+    relevant, r = relevant[queries], relevant_count[queries]
+    ranks = np.arange(1, k + 1)
+    within_r = ranks[None, :] <= r[:, None]
+    precision_at_rank = np.cumsum(relevant, axis=1) / ranks
+    map_at_r = (precision_at_rank * relevant * within_r).sum(axis=1) / r
+    metrics = {"split": split, "queries": int(queries.sum()), "categories": int(len(np.unique(classes[queries]))),
+               "relevant": f"same {features['levels'].tolist()[-1]}"}
+    metrics.update({f"recall@{n}": float(relevant[:, :n].any(axis=1).mean()) for n in RECALL_K if n <= k})
+    metrics["map@r"] = float(map_at_r.mean())
+    # What a random ranking gets: Recall@1 is the chance that one other product is of the query's category.
+    metrics["random_recall@1"] = float(np.mean(r / (len(rows) - 1)))
+    return metrics
+
+
 def format_search_report(metrics):
     """A few lines a person reads after ``make evaluate_search``."""
     scores = "   ".join(f"{key} {metrics[key]:.3f}" for key in metrics if key.startswith(("precision@", "map@"))
@@ -84,4 +131,12 @@ def format_search_report(metrics):
         scores,
         f"random ranking: precision {metrics['random_precision']:.3f}",
         f"precision@5 by level: {by_level}",
+        *([_format_unseen(metrics["unseen"])] if "unseen" in metrics else []),
     ])
+
+
+def _format_unseen(unseen):
+    scores = "   ".join(f"{key} {value:.3f}" for key, value in unseen.items() if key.startswith(("recall@", "map@")))
+    return (f"categories no model saw ({unseen['split']} split): {unseen['queries']:,} products of "
+            f"{unseen['categories']} categories queried against each other: {scores} "
+            f"(random ranking: recall@1 {unseen['random_recall@1']:.3f})")

@@ -8,19 +8,22 @@ import hashlib
 import io
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from shoplens import ShoplensError
 from shoplens.data.images import load_image
 
 
-def read_photo(image, size):
-    """Decode a query photo (path, bytes or file-like) into ``(pixels, sha1)``.
+def read_photo(image, size, with_size=False):
+    """Decode a query photo (path, bytes or file-like) into ``(pixels, sha1)``, and its ``(width, height)`` upright
+    if ``with_size``.
 
     Returns
     -------
     pixels : ndarray
-        ``(size, size, 3)`` uint8.
+        ``(size, size, 3)`` uint8: the photo fitted into the square and padded
+        (:func:`shoplens.data.images.load_image`).
     sha1 : str
         Hex digest of the photo's bytes.
     """
@@ -38,4 +41,26 @@ def read_photo(image, size):
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ShoplensError(f"{name}: cannot read as an image ({reason})") from None
-    return pixels, hashlib.sha1(data).hexdigest()
+    if not with_size:
+        return pixels, hashlib.sha1(data).hexdigest()
+    with Image.open(io.BytesIO(data)) as photo:
+        width, height = photo.size
+        # EXIF orientations 5 to 8 turn the photo a quarter, as load_image does.
+        upright = (height, width) if photo.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (width, height)
+    return pixels, hashlib.sha1(data).hexdigest(), upright
+
+
+def photo_box(box, photo_size, size):
+    """A box found on the ``size``-pixel square a photo was padded to, in pixels of the photo itself.
+
+    Returns
+    -------
+    list of int
+        ``[x0, y0, x1, y1]``, within the photo.
+    """
+    width, height = photo_size
+    scale = max(width, height) / size
+    # As ImageOps.pad placed it: the photo fitted into the square, centred along its shorter side.
+    offset = np.array([round((size - width / scale) / 2), round((size - height / scale) / 2)] * 2)
+    found = np.round((np.asarray(box, dtype=np.float64) - offset) * scale).astype(int)
+    return np.clip(found, 0, [width, height, width, height]).tolist()

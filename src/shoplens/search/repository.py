@@ -33,9 +33,11 @@ from shoplens.data.clean_titles import TitleCleaner
 from shoplens.models.bag_of_words import title_reader
 from shoplens.models.decode import combine_posteriors
 from shoplens.models.extract_features import embedding_model, load_features_file, normalise
+from shoplens.models.localise import ActivationMaps, crop_boxes
+from shoplens.models.localise import crop as crop_images
 from shoplens.models.trained import load_named_model
 from shoplens.search.filters import Fields
-from shoplens.search.image_search import read_photo
+from shoplens.search.image_search import photo_box, read_photo
 from shoplens.search.index import load_index, top_k
 from shoplens.search.predictions import describe, path_probs, per_product
 from shoplens.search.text_search import TextSearch, describe_reading
@@ -77,6 +79,8 @@ class Repository:
         self.language = language
         self.catalog_name = catalog_name
         self.image_model_name = str(features["model"])
+        # Query photos are cropped as the catalog's photos were before they were embedded.
+        self.crop = str(features.get("crop", "none"))
         self.cleaner = TitleCleaner(language)
         self.fields = Fields(features)
         self.levels, self.attributes = self.fields.levels, self.fields.attributes
@@ -84,7 +88,7 @@ class Repository:
         self._row = {item: i for i, item in enumerate(self.ids.tolist())}
         self._lock = threading.Lock()
         self._base_record = functools.lru_cache(maxsize=4096)(self._make_record)  # the rows of recent results
-        self._image_model = self._text_model = self._text_search = None
+        self._image_model = self._text_model = self._text_search = self._activation_maps = None
         self._text_model_missing = False
 
     @classmethod
@@ -195,16 +199,18 @@ class Repository:
         Returns
         -------
         prediction : dict
-            The predicted ``category`` path, its ``probability``, and the best classes of each level.
+            The predicted ``category`` path, its ``probability``, the best classes of each level, and ``crop``:
+            where the product was found when the embeddings are of crops (``CROP=auto``), ``{"box": [x0, y0, x1,
+            y1], "width": ..., "height": ...}`` in pixels of the photo, else ``None``.
         results : list of dict
             Up to ``k`` products, most similar first, with their cosine ``score``.
         """
         self._check_k(k)
         mask = self.fields.mask(filters, category)
-        pixels, sha1 = read_photo(image, self._image_size())  # before loading the model: a bad photo fails fast
+        pixels, sha1, crop = self._query_photo(image)
         runner, metadata = self._image_runner()
         outputs = runner.predict_on_batch(pixels[None])
-        prediction = describe(path_probs(outputs, metadata)[0], metadata)
+        prediction = {**describe(path_probs(outputs, metadata)[0], metadata), "crop": crop}
         if same_category:
             in_category = self.fields.category_mask(prediction["category"], prefix=False)
             mask = in_category if mask is None else mask & in_category
@@ -270,13 +276,14 @@ class Repository:
 
         With both, the two models' path probabilities are combined as a product of experts
         divided by the prior (:func:`shoplens.models.decode.combine_posteriors`): photo and
-        title as independent evidence, the classes' frequencies counted once.
+        title as independent evidence, the classes' frequencies counted once. The photo is cropped
+        as the embeddings' photos were, and ``crop`` says where, as in :meth:`similar_to_image`.
         """
         if image is None and not title:
             raise ShoplensError("give an image and/or a title to classify")
-        probs, metadata = None, None
+        probs, metadata, crop = None, None, None
         if image is not None:
-            pixels, _ = read_photo(image, self._image_size())
+            pixels, _, crop = self._query_photo(image)
             runner, metadata = self._image_runner()
             probs = path_probs(runner.predict_on_batch(pixels[None]), metadata)[0]
         if title:
@@ -298,7 +305,7 @@ class Repository:
                 counts = metadata.get("label_counts", {}).get("paths", {})
                 prior = np.array([counts.get(p, 1) for p in paths], dtype=np.float64)
                 probs = combine_posteriors([probs, text_probs], prior)
-        return describe(probs, metadata)
+        return {**describe(probs, metadata), "crop": crop}
 
     # Helpers
 
@@ -348,6 +355,18 @@ class Repository:
         _, metadata = load_named_model(self.image_model_name, self.models_dir, self.processed_dir, metadata_only=True)
         return metadata["image_size"]
 
+    def _query_photo(self, image):
+        """A query photo as the image model reads it, ``(pixels, sha1, crop)``: cropped to the product when the
+        embeddings are of crops (``crop`` as :meth:`similar_to_image` returns it), else whole (``crop`` None)."""
+        pixels, sha1, photo_size = read_photo(image, self._image_size(), with_size=True)  # a bad photo fails fast
+        if self.crop == "none":
+            return pixels, sha1, None
+        self._image_runner()
+        size = len(pixels)
+        box = crop_boxes(pixels[None], self._activation_maps)
+        crop = {"box": photo_box(box[0], photo_size, size), "width": photo_size[0], "height": photo_size[1]}
+        return crop_images(pixels[None], box, size)[0], sha1, crop
+
     def _image_runner(self):
         """The image model with its embedding layer as an extra output, and its metadata; loaded once."""
         with self._lock:
@@ -360,6 +379,9 @@ class Repository:
                 outputs["embedding"] = embedding.output
                 runner = keras.Model(model.get_layer("image").output, outputs)
                 runner.predict_on_batch(np.zeros((1, metadata["image_size"], metadata["image_size"], 3), np.uint8))
+                if self.crop == "auto":
+                    self._activation_maps = ActivationMaps(model)
+                    self._activation_maps(np.zeros((1, metadata["image_size"], metadata["image_size"], 3), np.uint8))
                 self._image_model = runner, metadata
             return self._image_model
 

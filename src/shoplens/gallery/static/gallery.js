@@ -58,6 +58,7 @@ function photoSearch(zone) {
     showPrediction(data.prediction);
     showCards(document.getElementById("similar"), data.similar || []);
     result.hidden = false;
+    showCrop(data.crop); // once shown: a hidden preview has no size to scale the box to
     setStatus(`${(data.similar || []).length} similar products` +
               (sameCategory.checked ? " in the predicted category." : "."));
   }
@@ -68,6 +69,7 @@ function photoSearch(zone) {
     const preview = document.getElementById("photo-preview");
     if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
     preview.src = URL.createObjectURL(file);
+    showCrop(null);
     search();
   }
 
@@ -116,6 +118,23 @@ function showPrediction(prediction) {
     });
     levels.append(dt, dd);
   }
+}
+
+// The box the server cropped the photo to (in the photo's pixels), drawn over the preview, which shows the
+// whole photo fitted inside its square (object-fit: contain).
+function showCrop(crop) {
+  const frame = document.getElementById("photo-crop");
+  frame.hidden = !crop;
+  if (!crop) return;
+  const preview = document.getElementById("photo-preview");
+  const scale = Math.min(preview.clientWidth / crop.width, preview.clientHeight / crop.height);
+  const left = preview.offsetLeft + preview.clientLeft + (preview.clientWidth - crop.width * scale) / 2;
+  const top = preview.offsetTop + preview.clientTop + (preview.clientHeight - crop.height * scale) / 2;
+  const [x0, y0, x1, y1] = crop.box;
+  Object.assign(frame.style, {
+    left: `${left + x0 * scale}px`, top: `${top + y0 * scale}px`,
+    width: `${(x1 - x0) * scale}px`, height: `${(y1 - y0) * scale}px`,
+  });
 }
 
 function showCards(list, items) {
