@@ -748,7 +748,8 @@ def build_index_command(kind, threshold, precision, force):
 
     info = run_stage("index", index_dir(), index_key(kind, threshold, precision), build, force, _echo_stage)
     if info:
-        click.echo(f"built an {info['kind']} index of {info['items']:,} items in {info['build_seconds']:.1f} s: "
+        kind = f"{info['kind']} {info['precision']}" if info.get("precision") == "int8" else info["kind"]
+        click.echo(f"built an {kind} index of {info['items']:,} items in {info['build_seconds']:.1f} s: "
                    f"{_rel(index_dir())}/")
 
 

@@ -62,7 +62,8 @@ def search_metrics(features, index, query_split="test", candidate_split="train",
     relevant = (last[neighbours] == last[queries][:, None]) & (neighbours >= 0)
 
     metrics = {"queries": len(queries), "candidates": int(candidates.sum()), "query_split": query_split,
-               "candidate_split": candidate_split, "relevant": f"same {levels[-1]}", "index": index.kind,
+               "candidate_split": candidate_split, "relevant": f"same {levels[-1]}",
+               "index": index.kind if index.precision == "float32" else f"{index.kind} {index.precision}",
                "model": str(features["model"]), "data_version": str(features["data_version"])}
     for n in K_VALUES:
         if n <= k:

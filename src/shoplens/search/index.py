@@ -216,6 +216,7 @@ class FaissIndex:
     """
 
     kind = "faiss"
+    precision = "float32"
 
     def __init__(self, index, nprobe=config.FAISS_NPROBE, vectors=None):
         self.index = index
