@@ -147,7 +147,8 @@ def main():
                        f" ({o['level']}: p={o['given_probability']:.2f})" for o in last["top_other_flags"])
     markdown = (f"# Audit benchmark\n\n`{command}` on {args.catalog.name} with {len(planted['flipped'])} products "
                 f"moved to another category path (3 %) and 100 planted duplicates, CPU, {data['machine']['cpus']} "
-                f"cores (nothing else running). Audit seconds: the stage alone, as its summary.json records.\n\n"
+                f"cores (load average {data['machine']['load_average']} at the end). Audit seconds: the stage "
+                f"alone, as its summary.json records.\n\n"
                 + "\n".join(lines) + "\n\nDuplicate groups of the original catalog (planted copies left out): "
                 + ", ".join(f"{k} {v:,}" for k, v in last["original_catalog_groups"].items())
                 + f"; {last['original_catalog_groups_disagreeing']:,} of them filed under more than one category.\n\n"

@@ -57,8 +57,11 @@ def median(values):
 
 
 def machine():
+    """The machine a benchmark ran on, with its load average over the last minute when it ended: on a shared
+    machine, what its timings are worth."""
     return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version(), "platform": platform.platform()}
+            "python": platform.python_version(), "platform": platform.platform(),
+            "load_average": round(os.getloadavg()[0], 1)}
 
 
 def write_report(name, data, markdown):

@@ -199,7 +199,8 @@ def main():
             f"{dup.get('test_items_with_a_train_title', 0):,} test items whose title is also in train.\n\n"
             + markdown_table(results, levels) + "\n")
     markdown = (f"# Models benchmark\n\n`{command}` on {args.catalog.name}, CPU, {data['machine']['cpus']} cores "
-                f"(nothing else running). Accuracy per level on the validate / test split; settings are compared "
+                f"(load average {data['machine']['load_average']} at the end). Accuracy per level on the validate / "
+                f"test split; settings are compared "
                 f"on validate, test is reported once. 1/K per level: "
                 + ", ".join(f"{1 / n:.3f}" for n in s["classes_per_level"].values()) + ".\n\n"
                 + "\n".join(sections))
