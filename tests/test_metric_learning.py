@@ -20,7 +20,7 @@ from shoplens.search.index import ExactIndex
 def test_cosine_head_is_a_softmax_over_cosines_and_the_margin_asks_more_of_the_true_class():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(6, 8)).astype(np.float32)
-    head = CosineSoftmax(4, temperature=0.1)
+    head = CosineSoftmax(4, temperature=0.1, dtype="float32")  # as the model's heads are, whatever the policy
     probs = np.asarray(head(x))
     w = np.asarray(head.kernel)
     cosines = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=0, keepdims=True))

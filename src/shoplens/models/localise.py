@@ -18,7 +18,6 @@ from PIL import Image
 from scipy import ndimage
 
 from shoplens import ShoplensError
-from shoplens.models.normsoftmax import CosineSoftmax
 
 # Chosen on the validate and train items of the cluttered demo catalog (make benchmark-crops).
 # Each side of a box by contrast grows by this share of the box's width or height. An activation map's region
@@ -170,6 +169,8 @@ class ActivationMaps:
 
 def _logits(head, inputs):
     """A softmax head's logits: a dense layer's, or a cosine classifier's (LOSS=normsoftmax)."""
+    from shoplens.models.normsoftmax import CosineSoftmax  # Keras: not before a command has set TensorFlow up
+
     if isinstance(head, CosineSoftmax):
         return head.logits(inputs)
     return inputs @ head.kernel + head.bias
