@@ -83,39 +83,45 @@ def search_metrics(features, index, query_split="test", candidate_split="train",
     return metrics
 
 
-def unseen_metrics(features, index, split=config.UNSEEN_SPLIT, batch_size=1024):
+def unseen_metrics(features, index, split=config.UNSEEN_SPLIT, batch_size=256):
     """Recall@k and MAP@R of the products of ``split``, each queried against the others of that split."""
     rows = np.flatnonzero(features["splits"] == split)
-    last = features["labels"][rows, -1]
-    _, classes = np.unique(last, return_inverse=True)
-    relevant_count = np.bincount(classes)[classes] - 1  # R: the query's category, itself left out
-    if len(rows) < 2 or not relevant_count.any():
+    _, classes = np.unique(features["labels"][rows, -1], return_inverse=True)
+    sizes = np.bincount(classes)
+    if len(rows) < 2 or sizes.max() < 2:
         raise ShoplensError(f"the '{split}' split needs categories of two or more products to measure retrieval")
-    k = int(min(len(rows) - 1, max(max(RECALL_K), relevant_count.max())))
+    k = int(min(len(rows) - 1, max(max(RECALL_K), sizes.max() - 1)))
     allowed = np.zeros(len(features["splits"]), dtype=bool)
     allowed[rows] = True
-    neighbours = []
-    for i in range(0, len(rows), batch_size):
-        queries = rows[i:i + batch_size]
-        # One more than k, and each query's own row dropped: a product is not its own neighbour.
-        found = index.search(index.vectors_of(queries), k + 1, allowed=allowed)[1]
-        neighbours += [[r for r in row if r != query][:k] for row, query in zip(found.tolist(), queries)]
-    neighbours = np.array(neighbours)
     position = np.zeros(len(features["splits"]), dtype=np.int64)
     position[rows] = np.arange(len(rows))
-    relevant = (classes[position[neighbours]] == classes[:, None]) & (neighbours >= 0)  # -1: none found
-    queries = relevant_count > 0  # a category of one product has nothing to find
-    relevant, r = relevant[queries], relevant_count[queries]
     ranks = np.arange(1, k + 1)
-    within_r = ranks[None, :] <= r[:, None]
-    precision_at_rank = np.cumsum(relevant, axis=1) / ranks
-    map_at_r = (precision_at_rank * relevant * within_r).sum(axis=1) / r
-    metrics = {"split": split, "queries": int(queries.sum()), "categories": int(len(np.unique(classes[queries]))),
+    hits, average_precision = {n: [] for n in RECALL_K if n <= k}, []
+    # A batch at a time: a whole split's neighbours, k of them up to its largest category, need not fit in memory.
+    for i in range(0, len(rows), batch_size):
+        queries = rows[i:i + batch_size]
+        found = index.search(index.vectors_of(queries), k + 1, allowed=allowed)[1]
+        # A product is not its own neighbour: its row is dropped, or the last one when it was not found.
+        itself = found == queries[:, None]
+        itself[~itself.any(axis=1), -1] = True
+        found = found[~itself].reshape(len(queries), k)
+        query_classes = classes[position[queries]]
+        relevant = (classes[position[found]] == query_classes[:, None]) & (found >= 0)  # -1: none found
+        r = sizes[query_classes] - 1  # R: the other products of the query's category
+        keep = r > 0  # a category of one product has nothing to find
+        relevant, r = relevant[keep], r[keep]
+        for n in hits:
+            hits[n].append(relevant[:, :n].any(axis=1))
+        precision_at_rank = np.cumsum(relevant, axis=1) / ranks
+        average_precision.append((precision_at_rank * relevant * (ranks <= r[:, None])).sum(axis=1) / r)
+    average_precision = np.concatenate(average_precision)
+    counted = sizes[classes] > 1
+    metrics = {"split": split, "queries": int(counted.sum()), "categories": int((sizes > 1).sum()),
                "relevant": f"same {features['levels'].tolist()[-1]}"}
-    metrics.update({f"recall@{n}": float(relevant[:, :n].any(axis=1).mean()) for n in RECALL_K if n <= k})
-    metrics["map@r"] = float(map_at_r.mean())
+    metrics.update({f"recall@{n}": float(np.concatenate(found).mean()) for n, found in hits.items()})
+    metrics["map@r"] = float(average_precision.mean())
     # What a random ranking gets: Recall@1 is the chance that one other product is of the query's category.
-    metrics["random_recall@1"] = float(np.mean(r / (len(rows) - 1)))
+    metrics["random_recall@1"] = float(np.mean((sizes[classes] - 1)[counted] / (len(rows) - 1)))
     return metrics
 
 
