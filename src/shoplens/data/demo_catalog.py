@@ -708,7 +708,7 @@ _KEY_TO_PALETTE = _key_to_palette()
 
 
 def render_cluttered(leaf, colour, pattern, size, rng):
-    """Draw one product photo as a shop's lifestyle shot: the product small (about 25 to 70 % of the side), anywhere
+    """Draw one product photo as a shop's lifestyle shot: the product small (45 to 75 % of the side), anywhere
     on a busy background of stripes or checks, shapes and a distractor as large as a product.
 
     Parameters are those of :func:`render_item`.
