@@ -358,9 +358,9 @@ class Repository:
     def _query_photo(self, image):
         """A query photo as the image model reads it, ``(pixels, sha1, crop)``: cropped to the product when the
         embeddings are of crops (``crop`` as :meth:`similar_to_image` returns it), else whole (``crop`` None)."""
-        pixels, sha1, photo_size = read_photo(image, self._image_size(), with_size=True)  # a bad photo fails fast
-        if self.crop == "none":
-            return pixels, sha1, None
+        if self.crop == "none":  # a bad photo fails fast, before the model loads
+            return *read_photo(image, self._image_size()), None
+        pixels, sha1, photo_size = read_photo(image, self._image_size(), with_size=True)
         self._image_runner()
         size = len(pixels)
         box = crop_boxes(pixels[None], self._activation_maps)
