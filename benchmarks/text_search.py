@@ -139,11 +139,11 @@ def evaluate(rank, queries):
 
 def text_model_probs(repository, queries):
     """Each query's per-product category probability from the text model, as Repository.search_text computes it."""
-    from shoplens.search.predictions import path_probs, per_product
+    from shoplens.search.predictions import per_product
 
-    read_titles, metadata = repository._text_runner()
+    read_categories, metadata = repository._text_runner()
     cleaner = repository.text_index().cleaner
-    probs = path_probs(read_titles([cleaner(q["text"]) or "unknown" for q in queries]), metadata)
+    probs = read_categories([cleaner(q["text"]) or "unknown" for q in queries])
     return [per_product(p, metadata, repository.fields.categories, repository.fields.category_codes) for p in probs]
 
 

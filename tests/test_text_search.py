@@ -45,10 +45,20 @@ def search(fields):
 
 
 def ranked(search, query, category_probs=None, mask=None):
+    """The reading, every product's score (0 where it did not match), the matches best first, and a function
+    that explains some of them."""
     reading = search.read(query)
-    scores, parts = search.score(reading, category_probs, mask)
-    order = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] > 0]
-    return reading, scores, order, parts
+    rows, scores, parts = search.score(reading, category_probs, mask)
+    assert (np.diff(rows) > 0).all() and (scores > 0).all()
+    every = np.zeros(len(PRODUCTS), dtype=np.float32)
+    every[rows] = scores
+    order = [int(i) for i in np.argsort(-every, kind="stable") if every[i] > 0]
+
+    def explain(chosen, categories=None):
+        at = np.searchsorted(rows, chosen)
+        return search.explain(chosen, reading, {name: part[at] for name, part in parts.items()}, categories)
+
+    return reading, every, order, explain
 
 
 def test_words_naming_attribute_values_match_those_attributes(search):
@@ -96,10 +106,10 @@ def test_scores_are_bounded_and_the_category_part_orders_near_ties(search):
 
 
 def test_a_misspelt_word_is_read_as_the_closest_known_one(search):
-    reading, _, order, parts = ranked(search, "bleu runing shooes")
+    reading, _, order, explain = ranked(search, "bleu runing shooes")
     assert reading["corrections"] == {"bleu": "Blue", "runing": "running", "shooes": "shoes"}
     assert reading["attributes"] == {"colour": ["Blue"]} and order[0] in (0, 2)
-    assert search.explain([order[0]], reading, parts)[0][:2] == ["title: running, shoes", "colour: Blue"]
+    assert explain([order[0]])[0][:2] == ["title: running, shoes", "colour: Blue"]
     assert "'bleu' read as 'Blue'" in describe_reading(reading)
 
 
@@ -110,8 +120,8 @@ def test_filters_mask_the_results(search, fields):
 
 
 def test_why_a_product_matched(search):
-    reading, _, order, parts = ranked(search, "blue running shoes for men", category_probs=np.full(10, 0.8))
-    why, other = search.explain(order[:2], reading, parts, categories=["Footwear > Shoes > Sports Shoes"] * 2)
+    _, _, order, explain = ranked(search, "blue running shoes for men", category_probs=np.full(10, 0.8))
+    why, other = explain(order[:2], categories=["Footwear > Shoes > Sports Shoes"] * 2)
     assert why == ["title: running, shoes", "colour: Blue", "gender: Men", "Sports Shoes: 80% by the text model"]
     assert other != why and other[-1] == "Sports Shoes: 80% by the text model"
 

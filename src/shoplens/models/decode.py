@@ -62,6 +62,15 @@ def decode_paths(level_probs, paths, levels):
     return joint.argmax(axis=1), joint
 
 
+def path_probs(outputs, metadata):
+    """``(n, n_paths)`` probabilities of the category paths from a model's outputs."""
+    labels = metadata["labels"]
+    if metadata["classmode"] == "multiclass":
+        return np.asarray(outputs["category"], dtype=np.float64)
+    level_probs = [np.asarray(outputs[name], dtype=np.float64) for name in labels["levels"]]
+    return decode_paths(level_probs, labels["paths"], labels["levels"])[1]
+
+
 def level_probs_from_paths(path_probs, paths, levels):
     """Per-level probabilities of a distribution over paths: each class sums its paths."""
     _, onehots = _tables(tuple(paths), tuple(map(tuple, levels.values())))

@@ -3,16 +3,7 @@ import functools
 
 import numpy as np
 
-from shoplens.models.decode import decode_paths, level_probs_from_paths
-
-
-def path_probs(outputs, metadata):
-    """``(n, n_paths)`` probabilities of the category paths from a model's outputs."""
-    labels = metadata["labels"]
-    if metadata["classmode"] == "multiclass":
-        return np.asarray(outputs["category"], dtype=np.float64)
-    level_probs = [np.asarray(outputs[name], dtype=np.float64) for name in labels["levels"]]
-    return decode_paths(level_probs, labels["paths"], labels["levels"])[1]
+from shoplens.models.decode import level_probs_from_paths
 
 
 def describe(probs, metadata, top=3):
@@ -23,7 +14,8 @@ def describe(probs, metadata, top=3):
     levels = {}
     for (name, classes), level in zip(labels["levels"].items(), level_probs):
         order = np.argsort(-level[0])[:top]
-        levels[name] = [{"name": classes[j], "probability": round(float(level[0, j]), 4)} for j in order]
+        chosen = zip(order.tolist(), level[0, order].tolist())  # Python numbers: numpy's cost more to round
+        levels[name] = [{"name": classes[j], "probability": round(p, 4)} for j, p in chosen]
     return {"category": labels["paths"][best], "probability": round(float(probs[best]), 4), "levels": levels,
             "model": metadata["name"]}
 

@@ -30,8 +30,8 @@ import numpy as np
 
 from shoplens import ShoplensError, config
 from shoplens.data.clean_titles import TitleCleaner
-from shoplens.models.bag_of_words import title_reader
-from shoplens.models.decode import combine_posteriors
+from shoplens.models.bag_of_words import category_reader
+from shoplens.models.decode import combine_posteriors, path_probs
 from shoplens.models.extract_features import embedding_model, load_features_file, normalise
 from shoplens.models.localise import ActivationMaps, crop_boxes
 from shoplens.models.localise import crop as crop_images
@@ -39,7 +39,7 @@ from shoplens.models.trained import load_named_model
 from shoplens.search.filters import Fields
 from shoplens.search.image_search import photo_box, read_photo
 from shoplens.search.index import load_index, top_k
-from shoplens.search.predictions import describe, path_probs, per_product
+from shoplens.search.predictions import describe, per_product
 from shoplens.search.text_search import TextSearch, describe_reading
 
 log = logging.getLogger(__name__)
@@ -259,14 +259,16 @@ class Repository:
         prediction, category_probs = None, None
         runner = self._text_runner() if reading["clean"] else None
         if runner is not None:
-            read_titles, metadata = runner
-            probs = path_probs(read_titles([reading["clean"]]), metadata)[0]
+            read_categories, metadata = runner
+            probs = read_categories([reading["clean"]])[0]
             prediction = describe(probs, metadata)
             category_probs = per_product(probs, metadata, self.fields.categories, self.fields.category_codes)
-        scores, parts = text.score(reading, category_probs, mask)
-        top = [i for i in top_k(scores[None], k)[0] if scores[i] > 0]
-        why = text.explain(top, reading, parts, self.features["category"][top].tolist())
-        results = [{**self._record(i, scores[i]), "why": found} for i, found in zip(top, why)]
+        rows, scores, parts = text.score(reading, category_probs, mask)
+        best = top_k(scores[None], min(k, len(rows)))[0]
+        top = rows[best]
+        why = text.explain(top, reading, {name: part[best] for name, part in parts.items()},
+                           self.features["category"][top].tolist())
+        results = [{**self._record(i, s), "why": found} for i, s, found in zip(top, scores[best], why)]
         public = {"words": [reading["typed"][w] for w in reading["words"]], "attributes": reading["attributes"],
                   "corrections": reading["corrections"], "unknown": reading["unknown"], "prediction": prediction}
         return {**public, "text": describe_reading(public)}, results
@@ -294,8 +296,8 @@ class Repository:
             if runner is None:
                 raise ShoplensError(f"{self.models_dir / self.text_model_name}: no text model to read titles; "
                                     f"run `make model_train MODELMODE=text`")
-            read_titles, text_metadata = runner
-            text_probs = path_probs(read_titles([clean]), text_metadata)[0]
+            read_categories, text_metadata = runner
+            text_probs = read_categories([clean])[0]
             if probs is None:
                 probs, metadata = text_probs, text_metadata
             else:
@@ -386,8 +388,9 @@ class Repository:
             return self._image_model
 
     def _text_runner(self):
-        """A function from cleaned titles to the text model's outputs, and its metadata, loaded once; ``None``
-        (said once) if the model is missing. A bag-of-words model runs in NumPy (:mod:`shoplens.models.bag_of_words`).
+        """A function from cleaned titles to the text model's category paths' probabilities, and its metadata,
+        loaded once; ``None`` (said once) if the model is missing. A bag-of-words model runs in NumPy
+        (:mod:`shoplens.models.bag_of_words`).
         """
         with self._lock:
             if self._text_model is None and not self._text_model_missing:
@@ -399,9 +402,9 @@ class Repository:
                     return None
                 if metadata["modelmode"] != "text":
                     raise ShoplensError(f"SEARCH_TEXT_MODEL={self.text_model_name} is not a text model")
-                read_titles = title_reader(model)
-                read_titles(["warm up"])
-                self._text_model = read_titles, metadata
+                read_categories = category_reader(model, metadata)
+                read_categories(["warm up"])
+                self._text_model = read_categories, metadata
             return self._text_model
 
     def text_index(self):

@@ -64,6 +64,7 @@ class TextSearch:
                     kept = exact if len(words) == len(str(value).split()) else partial
                     kept.setdefault(words, {}).setdefault(field, []).append(code)
         self.phrases = {words: {**partial.get(words, {}), **exact.get(words, {})} for words in {*exact, *partial}}
+        self._having = {field: _rows_by_code(*fields.codes[field]) for field in fields.attributes}
         self.longest_phrase = max(map(len, self.phrases), default=0)
         self.vocabulary = set().union(*self.title_words, *self.phrases)
         # Misspellings are corrected against the words as titles and values spell them, each counted once per
@@ -146,7 +147,10 @@ class TextSearch:
         return min(sorted(edits), key=lambda w: (edits[w], -self._spellings[w]), default=None)
 
     def score(self, reading, category_probs=None, mask=None):
-        """Every product's score for a reading of :meth:`read`, from 0 to 1.
+        """The products that match a reading of :meth:`read`, and their scores from 0 to 1.
+
+        Only products with a title word or an attribute value of the query are scored, so a query costs what
+        its matches cost, not what the catalog does.
 
         Parameters
         ----------
@@ -159,44 +163,48 @@ class TextSearch:
 
         Returns
         -------
+        rows : ndarray of int
+            The matching products that the mask lets through, in row order.
         scores : ndarray of float32
-            0 for every product that matches no title word and no attribute, or is masked.
+            Their scores, each above 0.
         parts : dict
-            Each part's ``(n_products,)`` scores, for :meth:`explain`.
+            Each part's scores of ``rows``, for :meth:`explain`.
         """
-        n = len(self.title_words)
-        parts = {}
+        title, matches = None, []
         if reading["words"]:
             title = np.asarray(self.bm25.get_scores(reading["words"]), dtype=np.float32)
-            if mask is not None:
-                title[~mask] = 0.0
-            best = title.max(initial=0.0)
-            parts["title"] = title / best if best > 0 else title
+            matches.append(np.flatnonzero(title))
+        for field, codes in reading["attribute_codes"].items():
+            matches.extend(self._having[field][code] for code in codes)
+        rows = np.unique(np.concatenate(matches)) if matches else np.zeros(0, dtype=np.int64)
+        if mask is not None:
+            rows = rows[mask[rows]]
+        parts = {}
+        if title is not None:
+            part = title[rows]
+            best = part.max(initial=0.0)
+            parts["title"] = part / best if best > 0 else part
         if reading["attribute_codes"]:
-            hits = [np.isin(self.fields.codes[field][0], codes) for field, codes in reading["attribute_codes"].items()]
+            hits = [np.isin(self.fields.codes[field][0][rows], codes)
+                    for field, codes in reading["attribute_codes"].items()]
             parts["attributes"] = np.mean(hits, axis=0, dtype=np.float32)
-        matched = np.zeros(n, dtype=bool)
-        for part in parts.values():
-            matched |= part > 0
         if category_probs is not None and parts:
-            parts["category"] = np.asarray(category_probs, dtype=np.float32)
+            parts["category"] = np.asarray(category_probs, dtype=np.float32)[rows]
         total = sum(self.weights[name] for name in parts)
-        scores = np.zeros(n, dtype=np.float32)
+        scores = np.zeros(len(rows), dtype=np.float32)
         for name, part in parts.items():
             scores += np.float32(self.weights[name] / total) * part
-        scores[~matched] = 0.0
-        if mask is not None:
-            scores[~mask] = 0.0
-        return scores, parts
+        return rows, scores, parts
 
     def explain(self, rows, reading, parts, categories=None):
         """Why each product of ``rows`` matched, in a few words: ``[["title: running, shoes", "colour: Blue", ...],
-        ...]``, one list per row; ``categories`` are the rows' category paths, for the text model's part."""
+        ...]``, one list per row; ``parts`` are the rows' scores of each part, as :meth:`score` gives them for its
+        rows, and ``categories`` the rows' category paths, for the text model's part."""
         rows = list(rows)
         why = [[] for _ in rows]
         if "title" in parts:
             words = [(w, reading["typed"][w]) for w in dict.fromkeys(reading["words"])]
-            for found, row, title in zip(why, rows, parts["title"][rows].tolist()):
+            for found, row, title in zip(why, rows, parts["title"].tolist()):
                 if title > 0:
                     found.append("title: " + ", ".join(typed for w, typed in words if w in self.title_words[row]))
         for field, wanted in reading["attribute_codes"].items():
@@ -205,7 +213,7 @@ class TextSearch:
                 if code in wanted:
                     found.append(f"{field}: {names[code]}")
         if "category" in parts and categories is not None:
-            for found, category, probability in zip(why, categories, parts["category"][rows].tolist()):
+            for found, category, probability in zip(why, categories, parts["category"].tolist()):
                 found.append(f"{category.split(config.CATEGORY_SEP)[-1]}: {probability:.0%} by the text model")
         return why
 
@@ -220,3 +228,10 @@ def describe_reading(reading):
     if reading.get("prediction"):
         parts.append(f"reads as {reading['prediction']['category']} ({reading['prediction']['probability']:.0%})")
     return "; ".join(parts)
+
+
+def _rows_by_code(codes, values):
+    """The products having each value: one array of rows per value code."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(values) + 1))
+    return [order[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
