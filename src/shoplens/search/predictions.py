@@ -3,19 +3,24 @@ import functools
 
 import numpy as np
 
-from shoplens.models.decode import level_probs_from_paths
+from shoplens.models.decode import path_table
 
 
 def describe(probs, metadata, top=3):
-    """The best path, its probability, and the ``top`` classes of each level with their probabilities."""
+    """The best path, its probability, and the ``top`` classes of each level with their probabilities.
+
+    For one query, in Python numbers where NumPy would sort or call BLAS: each such call releases the GIL, and in
+    a threaded server every release can hand it to another request's thread.
+    """
     labels = metadata["labels"]
-    best = int(np.argmax(probs))
-    level_probs = level_probs_from_paths(probs[None], labels["paths"], labels["levels"])
+    table = path_table(labels["paths"], labels["levels"])
+    probs = np.asarray(probs, dtype=np.float64)
     levels = {}
-    for (name, classes), level in zip(labels["levels"].items(), level_probs):
-        order = np.argsort(-level[0])[:top]
-        chosen = zip(order.tolist(), level[0, order].tolist())  # Python numbers: numpy's cost more to round
-        levels[name] = [{"name": classes[j], "probability": round(p, 4)} for j, p in chosen]
+    for k, (name, classes) in enumerate(labels["levels"].items()):
+        level = np.bincount(table[:, k], weights=probs, minlength=len(classes)).tolist()
+        order = sorted(range(len(classes)), key=level.__getitem__, reverse=True)[:top]
+        levels[name] = [{"name": classes[j], "probability": round(level[j], 4)} for j in order]
+    best = int(probs.argmax())
     return {"category": labels["paths"][best], "probability": round(float(probs[best]), 4), "levels": levels,
             "model": metadata["name"]}
 

@@ -170,24 +170,29 @@ class TextSearch:
         parts : dict
             Each part's scores of ``rows``, for :meth:`explain`.
         """
-        title, matches = None, []
+        title = None
+        having = {field: np.concatenate([self._having[field][code] for code in codes])  # each field's matches
+                  for field, codes in reading["attribute_codes"].items()}
+        matches = list(having.values())
         if reading["words"]:
             title = np.asarray(self.bm25.get_scores(reading["words"]), dtype=np.float32)
             matches.append(np.flatnonzero(title))
-        for field, codes in reading["attribute_codes"].items():
-            matches.extend(self._having[field][code] for code in codes)
         rows = np.unique(np.concatenate(matches)) if matches else np.zeros(0, dtype=np.int64)
-        if mask is not None:
-            rows = rows[mask[rows]]
         parts = {}
         if title is not None:
-            part = title[rows]
-            best = part.max(initial=0.0)
-            parts["title"] = part / best if best > 0 else part
-        if reading["attribute_codes"]:
-            hits = [np.isin(self.fields.codes[field][0][rows], codes)
-                    for field, codes in reading["attribute_codes"].items()]
-            parts["attributes"] = np.mean(hits, axis=0, dtype=np.float32)
+            parts["title"] = title[rows]
+        if having:
+            hits = np.zeros(len(rows), dtype=np.float32)
+            for found in having.values():  # a product has one value of a field: counted once per field
+                hits[np.searchsorted(rows, found)] += 1
+            parts["attributes"] = hits / len(having)
+        if mask is not None:
+            keep = mask[rows]
+            rows, parts = rows[keep], {name: part[keep] for name, part in parts.items()}
+        if "title" in parts:
+            best = parts["title"].max(initial=0.0)
+            if best > 0:
+                parts["title"] /= best
         if category_probs is not None and parts:
             parts["category"] = np.asarray(category_probs, dtype=np.float32)[rows]
         total = sum(self.weights[name] for name in parts)
