@@ -134,6 +134,20 @@ def test_a_search_grid_shows_each_results_title_category_and_score(tmp_path):
     assert axes[5].get_title() == "" and not axes[5].images  # no third result for the second query
 
 
+def test_a_photo_query_shows_the_box_it_was_cropped_to(tmp_path):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((50, 100, 3), 120, dtype=np.uint8)).save(photo)
+    result = {"id": "1", "category": "Apparel > Topwear > Tops", "image_path": str(photo)}
+    crop = {"box": [50, 0, 100, 50], "width": 100, "height": 50}  # the right half of a wide photo
+    fig = plot_search_grid([{"image": str(photo), "crop": crop, "results": [result]},
+                            {"image": str(photo), "results": [result]}], tmp_path / "grid.png")
+    cropped, _, whole, _ = panels(fig, tmp_path / "grid.png")
+    (box,) = cropped.patches
+    # The thumbnail pads the photo to a 128-pixel square: the right half of its width, the middle half of its height.
+    assert (box.get_x(), box.get_y(), box.get_width(), box.get_height()) == (63.5, 31.5, 64, 64)
+    assert not whole.patches
+
+
 def test_the_label_issue_grid_has_a_panel_per_product(tmp_path):
     issues = pd.DataFrame({"id": ["a1", "a2"], "given": ["Tshirts", "Jeans"], "suggested": ["Jeans", "Tshirts"],
                            "given_probability": [0.05, 0.1], "suggested_probability": [0.9, 0.8],

@@ -156,10 +156,12 @@ def test_crop_auto_embeds_crops_and_crops_every_query_photo(crop_project, galler
                              content_type="multipart/form-data").json
     assert answer["crop"] == crop and "crop" not in answer["prediction"] and len(answer["similar"]) == 3
 
-    shown = subprocess.run([*SHOPLENS, "search", "--image", photo, "-k", "2"], cwd=crop_project, capture_output=True,
-                           text=True, env={**os.environ, "SHOPLENS_PROJECT_DIR": str(crop_project)})
+    shown = subprocess.run([*SHOPLENS, "search", "--image", photo, "-k", "2", "--grid", tmp_path / "grid.png"],
+                           cwd=crop_project, capture_output=True, text=True,
+                           env={**os.environ, "SHOPLENS_PROJECT_DIR": str(crop_project)})
     assert shown.returncode == 0, shown.stderr
     assert f"cropped to the product found at x0,y0,x1,y1 = {','.join(map(str, crop['box']))}" in shown.stdout
+    assert (tmp_path / "grid.png").is_file()
 
 
 def test_whole_photos_give_no_crop(gallery_project):

@@ -803,7 +803,9 @@ def search_command(image, text, item_id, k, same_category, filters, category, of
     prediction, reading, lines = None, None, []
     if image:
         prediction, results = repository.similar_to_image(image, k, same_category, filters, category)
-        row = {"image": image, "caption": f"predicted: {prediction['category']}", "results": results}
+        cropped = "; in the box: the crop searched with" if prediction["crop"] else ""
+        row = {"image": image, "caption": f"predicted: {prediction['category']}{cropped}", "results": results,
+               "crop": prediction["crop"]}
         lines.append(f"predicted category: {prediction['category']} ({prediction['probability']:.2f}, "
                      f"{prediction['model']})")
         if prediction["crop"]:

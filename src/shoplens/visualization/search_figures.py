@@ -21,8 +21,9 @@ def plot_search_grid(rows, path=None, title=None):
     rows : list of dict
         Each with ``results`` (search results: ``image_path``, ``id``, ``category``, optionally ``title``
         and ``score``) and the query as ``image`` (a path or an array), ``text``, or neither (a plain
-        listing); ``caption`` is written under the query. Under each result go its title, shortened, and
-        its category path.
+        listing); ``caption`` is written under the query, and ``crop`` (as a photo search returns it:
+        ``box``, ``width``, ``height`` in the photo's pixels) is drawn on it. Under each result go its
+        title, shortened, and its category path.
     path : str or Path, optional
         Where to save the figure (PNG).
     title : str, optional
@@ -37,6 +38,8 @@ def plot_search_grid(rows, path=None, title=None):
         query_ax = ax_row[0]
         if row.get("image") is not None:
             draw_image(query_ax, row["image"])
+            if row.get("crop"):
+                draw_box(query_ax, row["crop"])
         elif row.get("text"):
             query_ax.text(0.5, 0.5, textwrap.fill(f"“{row['text']}”", 18), ha="center", va="center", fontsize=10,
                           style="italic", transform=query_ax.transAxes)
@@ -65,6 +68,18 @@ def result_caption(result, width=32):
         path = "\n".join(textwrap.shorten(level if k == 0 else f"> {level}", width, placeholder="…")
                          for k, level in enumerate(levels))
     return "\n".join([*lines, path])
+
+
+def draw_box(ax, crop):
+    """The box a photo was cropped to, on its thumbnail: the photo padded to a square of THUMBNAIL pixels."""
+    from matplotlib.patches import Rectangle
+
+    scale = THUMBNAIL / max(crop["width"], crop["height"])
+    x0, y0, x1, y1 = crop["box"]
+    left, top = (THUMBNAIL - crop["width"] * scale) / 2, (THUMBNAIL - crop["height"] * scale) / 2
+    # A pixel's centre is at its index: its edges half a pixel either side.
+    ax.add_patch(Rectangle((left + x0 * scale - 0.5, top + y0 * scale - 0.5), (x1 - x0) * scale,
+                           (y1 - y0) * scale, fill=False, edgecolor="tab:orange", linewidth=1.5))
 
 
 def draw_image(ax, image):
