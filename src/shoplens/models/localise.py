@@ -6,7 +6,8 @@ localisation).
 * On a plain background (a studio shot: nearly all of the photo's border one colour), the pixels that differ
   from the border's colour are the product (:func:`contrast_boxes`).
 * On a busy one, the image classifier's own class activation map says where the evidence for its predicted
-  classes lies: Layer-CAM (Jiang et al., 2021) of its last convolutional layers (:class:`ActivationMaps`).
+  classes lies: Layer-CAM (Jiang et al., 2021) of its last convolutional layers, of the photo and of its mirror
+  image (:class:`ActivationMaps`).
 
 A mask or a map becomes a box the same way (:func:`mask_boxes`): its largest connected region, padded a
 little. :func:`crop_boxes` picks the way per photo, and :func:`crop` cuts the boxes out at the model's input
@@ -23,7 +24,7 @@ from shoplens import ShoplensError
 # Each side of a box by contrast grows by this share of the box's width or height. An activation map's region
 # is not padded: it reaches past the product already.
 PAD = 0.04
-CAM_THRESHOLD = 0.5  # share of a map's maximum from which a pixel counts as the product's
+CAM_THRESHOLD = 0.45  # share of a map's scale (its layers' maxima) from which a pixel counts as the product's
 # Summed |RGB difference| from the border's colour from which a pixel counts as the product's: the demo's sensor
 # noise and JPEG stay below it, the darker outline of a white product on white does not.
 CONTRAST = 40
@@ -109,8 +110,9 @@ class ActivationMaps:
     The map of a layer is the sum over its channels of each activation times the positive part of the gradient of
     the predicted classes' logits at it (Layer-CAM, Jiang et al., 2021: unlike Grad-CAM's one weight per channel,
     it stays sharp on layers below the last). Two layers are read: the last convolutional feature map, which
-    knows best what the product is, and the last one at twice its resolution, which knows better where; their
-    maps, each scaled to a maximum of 1, are multiplied (a geometric mean), so a pixel counts where both agree.
+    knows best what the product is, and the last one at twice its resolution, which knows better where. Each photo
+    is read as it is and mirrored; the maps of both layers and both readings, each scaled to a maximum of 1, are
+    multiplied (a geometric mean), so a pixel counts where all agree.
 
     Parameters
     ----------
@@ -142,17 +144,23 @@ class ActivationMaps:
         self.model = keras.Model(model.get_layer("image").output,
                                  [self.feature_maps, {head.input.name: head.input for head in self.heads}])
 
-    def __call__(self, images, batch_size=128):
-        """The maps of a ``(n, height, width, 3)`` uint8 batch: ``(n, height, width)`` float32, each scaled to a
-        maximum of 1 (all zeros where no pixel speaks for the predicted classes)."""
+    def __call__(self, images, batch_size=64):
+        """The maps of a ``(n, height, width, 3)`` uint8 batch: ``(n, height, width)`` float32, at most 1 (all zeros
+        where no pixel speaks for the predicted classes).
+
+        Each photo is read twice, as it is and mirrored, and its map is the geometric mean of the two readings'
+        layer maps, each scaled to a maximum of 1 (the mirror's mirrored back): the product's evidence moves with
+        it, a map's noise does not, so the maps agree on the product and less elsewhere.
+        """
         import tensorflow as tf
 
         images = np.asarray(images)
         height, width = images.shape[1:3]
         maps = np.ones((len(images), height, width), dtype=np.float32)
         for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
             with tf.GradientTape() as tape:
-                features, inputs = self.model(images[start:start + batch_size], training=False)
+                features, inputs = self.model(np.concatenate([batch, batch[:, :, ::-1]]), training=False)
                 # Each head's predicted class's logit, not its probability: the softmax's gradient vanishes
                 # where the model is sure.
                 logits = [_logits(head, tf.cast(inputs[head.input.name], tf.float32)) for head in self.heads]
@@ -162,9 +170,9 @@ class ActivationMaps:
                                           axis=-1).numpy()
                 layer_map = ndimage.zoom(layer_map, (1, height / layer_map.shape[1], width / layer_map.shape[2]),
                                          order=1, mode="nearest", grid_mode=True)
-                maps[start:start + batch_size] *= layer_map / np.maximum(layer_map.max(axis=(1, 2), keepdims=True),
-                                                                         1e-12)
-        return np.sqrt(maps) if len(self.feature_maps) == 2 else maps
+                layer_map /= np.maximum(layer_map.max(axis=(1, 2), keepdims=True), 1e-12)
+                maps[start:start + len(batch)] *= layer_map[:len(batch)] * layer_map[len(batch):, :, ::-1]
+        return maps ** (1 / (2 * len(self.feature_maps)))
 
 
 def _logits(head, inputs):
@@ -177,7 +185,7 @@ def _logits(head, inputs):
 
 
 def cam_boxes(maps, threshold=CAM_THRESHOLD, pad=0.0):
-    """Boxes of the largest region of each activation map at or above ``threshold`` of its maximum."""
+    """Boxes of the largest region of each activation map at or above ``threshold``."""
     return mask_boxes(np.asarray(maps) >= threshold, pad)
 
 
