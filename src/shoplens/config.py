@@ -181,8 +181,11 @@ AUDIT_FIGURE_ITEMS = 24  # flagged products in reports/<catalog>/audit/label_iss
 # gallery (make serve)
 HOST = "127.0.0.1"
 PORT = 5000
-# waitress worker threads. A search is mostly Python, which holds the GIL: more threads than this only queue on
-# it (p95 of /api/search under 20 clients on 2 cores: 86-104 ms with 8 threads, 73-82 ms with 4).
+# waitress worker threads. A search is mostly Python, which holds the GIL, so threads add no throughput to the
+# API and each NumPy call that releases the GIL may hand it to another thread (under 20 clients on 2 cores, the
+# demo's /api/search answered 740-1,050 requests/s with 1 thread, 440-770 with 2 or 4, and 8 were slower still).
+# One thread would make every request wait behind a photo being classified (MobileNetV2: about 30 ms here,
+# during which TensorFlow releases the GIL) or a thumbnail being made; 4 keeps those from holding up the rest.
 SERVE_THREADS = 4
 PAGE_SIZE = 24  # products per page of the gallery
 MAX_PAGE_SIZE = 200  # the most an API client may ask for in one page
