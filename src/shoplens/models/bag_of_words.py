@@ -5,14 +5,15 @@ costs a TensorFlow call of about a millisecond, most of it dispatch, and wakes
 TensorFlow's thread pools, which then compete with the web server's threads for
 the CPUs. The bag-of-words model is small enough to run as a few NumPy lines
 instead: token ids, the mean of their embeddings, a dense layer and a softmax over
-the category paths. :func:`category_reader` picks this path for a bag-of-words model and Keras for
-the others (CNN, LSTM).
+the category paths. :func:`category_reader` picks this path for a bag-of-words
+model and Keras for the others (CNN, LSTM).
 
-Text search wants the category paths' probabilities, not each level's. A path's log-probability
-is the sum of its classes' log-softmaxes, and the log-softmaxes' normalisers are the same for
-every path, so over the valid paths (as :func:`shoplens.models.decode.decode_paths`
-renormalises) it is a softmax of the sum of the classes' logits: the level heads fold into one
-linear layer with a column per path, made once.
+Text search wants the category paths' probabilities, not each level's. A path's
+log-probability is the sum of its classes' log-softmaxes, and the log-softmaxes'
+normalisers are the same for every path, so over the valid paths (as
+:func:`shoplens.models.decode.decode_paths` renormalises) it is a softmax of the sum
+of the classes' logits: the level heads fold into one linear layer with a column
+per path, made once.
 
 NumPy computes in float32 where a model trained under mixed precision computed in
 bfloat16, so probabilities agree to about two decimals, not bit for bit.
