@@ -59,8 +59,21 @@ def photo_box(box, photo_size, size):
         ``[x0, y0, x1, y1]``, within the photo.
     """
     width, height = photo_size
-    scale = max(width, height) / size
-    # As ImageOps.pad placed it: the photo fitted into the square, centred along its shorter side.
-    offset = np.array([round((size - width / scale) / 2), round((size - height / scale) / 2)] * 2)
-    found = np.round((np.asarray(box, dtype=np.float64) - offset) * scale).astype(int)
+    scale, offset = _placement(photo_size, size)
+    found = np.round((np.asarray(box, dtype=np.float64) - offset) / scale).astype(int)
     return np.clip(found, 0, [width, height, width, height]).tolist()
+
+
+def padded_box(box, photo_size, size):
+    """A box in a photo's pixels, on the ``size``-pixel square the photo is padded to: ``[x0, y0, x1, y1]``,
+    float (the inverse of :func:`photo_box`)."""
+    scale, offset = _placement(photo_size, size)
+    return (np.asarray(box, dtype=np.float64) * scale + offset).tolist()
+
+
+def _placement(photo_size, size):
+    """How ImageOps.pad places a photo in a ``size``-pixel square: its scale, and the offset of each box
+    coordinate (the photo fitted into the square, centred along its shorter side)."""
+    width, height = photo_size
+    scale = size / max(width, height)
+    return scale, np.array([round((size - width * scale) / 2), round((size - height * scale) / 2)] * 2)

@@ -7,6 +7,7 @@ from matplotlib.figure import Figure
 
 from shoplens import config
 from shoplens.data.images import load_image
+from shoplens.search.image_search import padded_box
 from shoplens.visualization.dataset_figures import save_figure
 
 THUMBNAIL = 128
@@ -74,12 +75,10 @@ def draw_box(ax, crop):
     """The box a photo was cropped to, on its thumbnail: the photo padded to a square of THUMBNAIL pixels."""
     from matplotlib.patches import Rectangle
 
-    scale = THUMBNAIL / max(crop["width"], crop["height"])
-    x0, y0, x1, y1 = crop["box"]
-    left, top = (THUMBNAIL - crop["width"] * scale) / 2, (THUMBNAIL - crop["height"] * scale) / 2
+    x0, y0, x1, y1 = padded_box(crop["box"], (crop["width"], crop["height"]), THUMBNAIL)
     # A pixel's centre is at its index: its edges half a pixel either side.
-    ax.add_patch(Rectangle((left + x0 * scale - 0.5, top + y0 * scale - 0.5), (x1 - x0) * scale,
-                           (y1 - y0) * scale, fill=False, edgecolor="tab:orange", linewidth=1.5))
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="tab:orange",
+                           linewidth=1.5))
 
 
 def draw_image(ax, image):
