@@ -273,6 +273,26 @@ def test_augmentation_keeps_images_valid_and_varies_them():
     assert not np.array_equal(augment(images).numpy(), out)  # new draws each call
 
 
+def test_an_input_of_several_arrays_shows_each_item_one_of_all_their_views():
+    from shoplens.models.datasets import tf_dataset
+
+    n = 400
+    photos = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None], (n, 3)).copy()  # one view per item
+    crops = np.stack([photos + 1000, photos + 2000])  # two views per item: crop, mirrored crop
+    target = {"a": np.arange(n)}
+
+    def seen(shuffle):
+        rows = [(x["image_features"].numpy(), y["a"].numpy())
+                for x, y in tf_dataset({"image_features": [photos, crops]}, target, 64, shuffle=shuffle)]
+        values, items = np.concatenate([v for v, _ in rows]), np.concatenate([t for _, t in rows])
+        assert (values % 1000 == items[:, None]).all()  # every row is a view of its own item
+        return values[:, 0] // 1000
+
+    views = seen(shuffle=True)
+    assert set(np.unique(views)) == {0, 1, 2} and 0.25 < (views == 0).mean() < 0.42  # a third each
+    assert (seen(shuffle=False) == 0).all()  # validation and prediction read the first
+
+
 def test_precision_choice():
     from shoplens.models.train_model import compute_policy
 

@@ -11,37 +11,44 @@ def tf_dataset(inputs, targets=None, batch_size=config.BATCH_SIZE, shuffle=False
 
     Arrays of more than one dimension (images, a backbone's activations) are gathered a
     batch at a time from their memory-mapped files, so any catalog size streams in
-    constant memory; everything else is small and held as tensors. An ``image_features``
-    array with a leading axis of views (``(views, n, ...)``) gives each item a view drawn
-    afresh every epoch when shuffling (training), and the first view otherwise. With
-    ``augment_images`` (training), each batch of images is augmented by :func:`augment`.
+    constant memory; everything else is small and held as tensors. An array with a
+    leading axis of views (``(views, n, ...)``), or a list of arrays (each ``(n, ...)``
+    or ``(views, n, ...)``: the photos and their crops), gives each item one of all its
+    views, drawn afresh every epoch when shuffling (training), and the first otherwise.
+    With ``augment_images`` (training), each batch of images is augmented by :func:`augment`.
     ``order`` gives the inputs as a tuple in that order, for models whose inputs are not named.
     Under a ``tf.distribute`` strategy ``batch_size`` is the global batch, split among the replicas.
     """
     n = len(next(iter(targets.values()))) if targets else len(inputs.get("title", next(iter(inputs.values()))))
-    streamed = {name: value for name, value in inputs.items() if isinstance(value, np.ndarray) and value.ndim > 1}
+    streamed = {name: _views(value, n) for name, value in inputs.items()
+                if isinstance(value, list) or isinstance(value, np.ndarray) and value.ndim > 1}
     tensors = {name: tf.constant(value) for name, value in inputs.items() if name not in streamed}
     if targets is not None:
         tensors.update({f"target/{name}": tf.constant(value) for name, value in targets.items()})
     if sample_weight is not None:
         tensors["sample_weight"] = tf.constant(sample_weight, dtype=tf.float32)
 
-    def rows(array, viewed):
+    def rows(sources):
+        counts = [len(source) for source in sources]
+
         def take(index):
-            if not viewed:
-                return np.asarray(array[index])
-            views = np.random.randint(array.shape[0], size=len(index)) if shuffle else np.zeros(len(index), int)
-            return np.asarray(array[views, index])
+            if not shuffle or sum(counts) == 1:
+                return np.asarray(sources[0][0, index])
+            view = np.random.randint(sum(counts), size=len(index))
+            out = np.empty((len(index), *sources[0].shape[2:]), sources[0].dtype)
+            for source, first in zip(sources, np.cumsum([0, *counts[:-1]])):
+                chosen = (view >= first) & (view < first + len(source))
+                out[chosen] = source[view[chosen] - first, index[chosen]]
+            return out
         return take
 
     def gather(index):
         batch = {name: tf.gather(value, index) for name, value in tensors.items()}
-        for name, array in streamed.items():
-            viewed = array.ndim > 2 and array.shape[0] != n and array.shape[1] == n
-            shape = array.shape[2:] if viewed else array.shape[1:]
+        for name, sources in streamed.items():
+            array = sources[0]
             dtype = tf.uint8 if array.dtype == np.uint8 else tf.float32
-            pixels = tf.numpy_function(rows(array, viewed), [index], tf.as_dtype(array.dtype))
-            batch[name] = tf.cast(tf.ensure_shape(pixels, (None, *shape)), dtype)
+            pixels = tf.numpy_function(rows(sources), [index], tf.as_dtype(array.dtype))
+            batch[name] = tf.cast(tf.ensure_shape(pixels, (None, *array.shape[2:])), dtype)
         if augment_images and "image" in batch:
             batch["image"] = augment(batch["image"])
         x = {name: batch[name] for name in inputs}
@@ -65,6 +72,12 @@ def tf_dataset(inputs, targets=None, batch_size=config.BATCH_SIZE, shuffle=False
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+def _views(value, n):
+    """An input of arrays of ``n`` items as a list of arrays of views, ``(views, n, ...)``."""
+    return [array if array.ndim > 2 and array.shape[0] != n and array.shape[1] == n else array[None]
+            for array in (value if isinstance(value, list) else [value])]
 
 
 def augment(images, max_zoom=0.15, max_brightness=20.0, max_contrast=0.1):
