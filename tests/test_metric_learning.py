@@ -95,7 +95,8 @@ def test_normsoftmax_learns_and_search_reads_its_unit_length_embedding(unseen_pr
     # CROP=auto reads a cosine classifier's logits for its activation maps as it reads a dense head's.
     maps = ActivationMaps(model)(load_images("test", dirs["features_dir"], 32)[:4])
     assert maps.shape == (4, 32, 32) and (maps >= 0).all() and (maps <= 1).all()
-    assert (np.ptp(maps, axis=(1, 2)) > 0.3).all(), np.ptp(maps, axis=(1, 2))  # a map points somewhere
+    # A map points somewhere: a flat one spans nothing (the geometric mean of its eight readings narrows the span).
+    assert (np.ptp(maps, axis=(1, 2)) > 0.2).all(), np.ptp(maps, axis=(1, 2))
 
     extract_features(progress=False, **dirs)
     features = load_features_file(dirs["models_dir"] / "embeddings" / "extracted_features.npz",
