@@ -148,16 +148,20 @@ def gallery_project(demo_project, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def crop_project(gallery_project, tmp_path_factory):
-    """A copy of the gallery project whose embeddings and index are of object-centred crops (CROP=auto)."""
+    """A copy of the gallery project whose image model is trained with object-centred crops (CROP=auto: one epoch
+    on the photos, one on the photos and their crops), and its embeddings and index of the crops."""
     from shoplens.models.extract_features import extract_features, load_features_file
+    from shoplens.models.train_model import train_model
     from shoplens.search.index import index_for
 
     project = tmp_path_factory.mktemp("crop_project")
     for folder in ("data/processed", "models"):
         shutil.copytree(gallery_project / folder, project / folder, symlinks=True)
     processed, models = project / "data" / "processed", project / "models"
-    extract_features(crop="auto", progress=False, processed_dir=processed, features_dir=processed / "features",
-                     models_dir=models)
+    dirs = {"processed_dir": processed, "features_dir": processed / "features", "models_dir": models}
+    train_model("multilabel", "image", backbone="simple", weights="none", epochs=1, crop="auto", verbose=0,
+                logs_dir=project / "logs", **dirs)
+    extract_features(progress=False, **dirs)
     index_for(load_features_file(models / "embeddings" / "extracted_features.npz", processed_dir=processed),
               models_dir=models)
     return project

@@ -103,6 +103,18 @@ def test_activation_maps_point_at_the_product(colour_model):
     assert np.median(overlap) > 0.4 and overlap.mean() > centred.mean() + 0.15
 
 
+def test_activation_maps_read_the_weights_the_model_has_when_they_are_made(colour_model):
+    images, _ = planted(8, 32, seed=4, background="noise")
+    maps = localise.ActivationMaps(colour_model)
+    before, weights = maps(images), colour_model.get_weights()
+    try:
+        colour_model.set_weights([w * 0.5 for w in weights])
+        assert np.array_equal(maps(images), before)
+        assert not np.allclose(localise.ActivationMaps(colour_model)(images), before)
+    finally:
+        colour_model.set_weights(weights)
+
+
 def test_a_model_without_a_feature_map_is_refused():
     import keras
 
@@ -120,19 +132,53 @@ def test_photo_box_undoes_the_padding_to_a_square():
     assert photo_box([32, 0, 64, 64], (100, 50), 64) == [50, 0, 100, 50]
 
 
+def test_crop_auto_trains_on_the_crops_too_and_classifies_the_crop_of_each_photo(crop_project):
+    import json
+
+    from shoplens.data.make_dataset import load_split
+    from shoplens.features.build_features import load_images
+    from shoplens.models.predict_model import predict
+    from shoplens.models.train_model import train_model
+    from shoplens.models.trained import load_model
+
+    processed, models = crop_project / "data" / "processed", crop_project / "models"
+    meta = json.loads((models / "multilabel_image" / "model.json").read_text())
+    photos = sum(len(load_split(split, processed)) for split in ("train", "validate"))
+    assert meta["options"]["crop"] == "auto" and meta["stages"] == ["photos", "crops"]
+    assert meta["stage_epochs"] == [1, 1]
+    # The demo's studio photos: nearly every product found by contrast with its plain background.
+    assert meta["products_found"]["photos"] == photos and meta["products_found"]["plain"] >= 0.95 * photos
+
+    model, metadata = load_model("multilabel", "image", models, processed)
+    images = load_images("test", processed / "features", metadata["image_size"])[:40]
+    photos = load_split("test", processed)["image_path"][:40].tolist()
+    read = predict(model, metadata, {"image": images}, photos).level_probs[-1]
+    # The boxes are found on the model's input; the crops cut out of the photos themselves, sharper.
+    boxes = localise.crop_boxes(images, localise.ActivationMaps(model))
+    crops = localise.crop_photos(photos, boxes, images.shape[1], progress=False)
+    level = metadata["levels"][-1]
+    assert np.allclose(read, model.predict_on_batch({"image": crops})[level], atol=1e-5)
+    assert not np.allclose(read, model.predict_on_batch({"image": images})[level], atol=1e-4)
+    assert not np.array_equal(crops, localise.crop(images, boxes, images.shape[1]))
+
+    dirs = {"processed_dir": processed, "features_dir": processed / "features", "models_dir": models}
+    with pytest.raises(ShoplensError, match="CROP must be one of none, auto"):
+        train_model("multilabel", "image", backbone="simple", weights="none", crop="centre", **dirs)
+    # A model with no convolutional feature map to find the product with is refused before it trains.
+    with pytest.raises(ShoplensError, match="CROP=auto: .* no convolutional feature map"):
+        train_model("multilabel", "image", backbone="vit", weights="none", crop="auto", **dirs)
+
+
 def test_crop_auto_embeds_crops_and_crops_every_query_photo(crop_project, gallery_project, tmp_path):
     from conftest import SHOPLENS
     from PIL import Image
 
     from shoplens.gallery.app import create_app
     from shoplens.gallery.thumbnails import Thumbnails
-    from shoplens.models.extract_features import extract_features, load_features_file
+    from shoplens.models.extract_features import load_features_file
     from shoplens.search.repository import Repository
 
     processed, models = crop_project / "data" / "processed", crop_project / "models"
-    with pytest.raises(ShoplensError, match="CROP must be one of none, auto"):
-        extract_features(crop="centre", progress=False, processed_dir=processed, features_dir=processed / "features",
-                         models_dir=models)
     features = load_features_file(models / "embeddings" / "extracted_features.npz", processed_dir=processed)
     whole = load_features_file(gallery_project / "models" / "embeddings" / "extracted_features.npz",
                                processed_dir=processed)

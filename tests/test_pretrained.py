@@ -122,6 +122,23 @@ def test_a_combined_model_reads_the_pretrained_tower_and_the_title(project, tmp_
     assert model.get_layer("image_embedding").output.shape[-1] == 256
 
 
+def test_crop_auto_repeats_the_last_stage_on_the_cached_activations_of_the_crops(project, tmp_path):
+    folder, weights = project
+    meta = train_model("multilabel", "image", backbone="mobilenetv2", weights=str(weights), finetune=True,
+                       finetune_blocks=1, epochs=2, finetune_epochs=1, crop="auto", batch_size=32, verbose=0,
+                       logs_dir=tmp_path / "logs", **{**dirs(folder), "models_dir": tmp_path / "models"})
+    assert meta["stages"] == ["heads", "fine-tuning", "crops"] and meta["stage_epochs"] == [2, 1, 1]
+    # The crops' activations at the cut below the fine-tuned block, beside the photos', as many views.
+    backbone = folder / "data" / "processed" / "backbone"
+    cached = next(backbone.glob("*-crops"))
+    assert not cached.name.endswith("image_features-crops")
+    photos = np.load(backbone / cached.name.removesuffix("-crops") / "train.npy", mmap_mode="r")
+    crops = np.load(cached / "train.npy", mmap_mode="r")
+    assert crops.shape == photos.shape and not np.allclose(crops, photos)
+    validate = np.load(cached / "validate.npy", mmap_mode="r")
+    assert meta["products_found"]["photos"] == photos.shape[1] + len(validate)
+
+
 def test_pretrained_options_that_cannot_work(project):
     folder, weights = project
     with pytest.raises(ShoplensError, match="FINETUNE_BLOCKS must be from 1 to 15 for mobilenetv2, got 40"):

@@ -504,6 +504,9 @@ def _model_options(command):
         help="normsoftmax: the cosines are divided by it; lower is sharper.")
 @option("--margin", default=config.MARGIN, type=click.FloatRange(0, 1),
         help="normsoftmax: cosine margin the true class must win by in training.")
+@option("--crop", default=config.CROP, type=click.Choice(config.CROPS),
+        help="An image model: read whole photos, or (auto) find the product in each, train on the crops too, and "
+             "classify and embed the crop of every photo.")
 @option("--epochs", default=config.EPOCHS, type=click.IntRange(min=1),
         help="Epochs of the cosine learning-rate schedule (early stopping may end sooner).")
 @option("--batch-size", default=config.BATCH_SIZE, type=click.IntRange(min=1))
@@ -526,7 +529,7 @@ def _model_options(command):
                    "catalog has titles.")
 @_force
 def train(classmode, modelmode, backbone, weights, finetune, finetune_blocks, finetune_epochs,
-          finetune_learning_rate, text_encoder, loss, temperature, margin, epochs, batch_size, learning_rate,
+          finetune_learning_rate, text_encoder, loss, temperature, margin, crop, epochs, batch_size, learning_rate,
           patience, class_weights, precision, seed, strategy, vit_patch_size, vit_layers, for_search, force):
     """Train a classifier on the features into models/<classmode>_<modelmode>/."""
     from shoplens.pipeline import features_summary, model_dir, resolve_learning_rate, train_key
@@ -545,7 +548,7 @@ def train(classmode, modelmode, backbone, weights, finetune, finetune_blocks, fi
                        class_weights=class_weights, precision=precision, seed=seed, strategy=strategy,
                        finetune_blocks=finetune_blocks, finetune_epochs=finetune_epochs,
                        finetune_learning_rate=resolve_learning_rate(finetune_learning_rate, modelmode),
-                       vit_patch_size=vit_patch_size, vit_layers=vit_layers)
+                       vit_patch_size=vit_patch_size, vit_layers=vit_layers, crop=crop)
 
         def build(options=options):
             _tensorflow()
@@ -558,11 +561,19 @@ def train(classmode, modelmode, backbone, weights, finetune, finetune_blocks, fi
             _describe_training(meta)
 
 
+_STAGES = {"heads": "of the heads", "fine-tuning": "of fine-tuning", "items": "on the items",
+           "photos": "on the whole photos", "crops": "on the photos and their crops"}
+
+
 def _describe_training(meta):
     resumed = f" (resumed at epoch {meta['first_epoch']})" if meta["first_epoch"] > 1 else ""
-    stages = meta.get("stage_epochs") or [meta["epochs_run"]]
-    best = (f"best epoch {meta['best_epoch']} of {meta['epochs_run']}" if len(stages) == 1 else
-            f"{stages[0]} epochs of the heads, then best epoch {meta['best_epoch']} of {stages[-1]} of fine-tuning")
+    epochs, stages = meta["stage_epochs"], [_STAGES[stage] for stage in meta["stages"]]
+    best = f"best epoch {meta['best_epoch']} of {epochs[-1]}" + (f" {stages[-1]}" if len(stages) > 1 else "")
+    best = ", then ".join([*(f"{n} epochs {stage}" for n, stage in zip(epochs, stages[:-1])), best])
+    found = meta.get("products_found")
+    if found:
+        best += (f" (the product found in {found['photos']:,} photos: {found['plain']:,} on a plain background, "
+                 f"{found['photos'] - found['plain']:,} by the activation maps)")
     caching = (f" after {meta['backbone_features_seconds']:.0f} s caching the backbone's activations"
                if meta.get("backbone_features_seconds") else "")
     click.echo(f"trained {meta['name']}: {best}{resumed}, {meta['train_seconds']:.0f} s{caching}, "
@@ -625,11 +636,13 @@ def predict_command(classmode, modelmode, image, title, new_catalog, out, column
     language = metadata.get("language", config.LANGUAGE)
     if new_catalog:
         table, inputs, skipped = catalog_inputs(metadata, new_catalog, columns, language)
+        photos = table["image_path"].tolist() if "image_path" in table else None
     else:
         inputs = item_inputs(metadata, image, title, language)
+        photos = [image]
     _tensorflow()
     model, metadata = load_model(classmode, modelmode)
-    predictions = predict(model, metadata, inputs)
+    predictions = predict(model, metadata, inputs, photos)
     if not new_catalog:
         best = {"category": predictions.path(0), "levels": predictions.top(0, top)}
         if as_json:
@@ -663,10 +676,8 @@ def predict_command(classmode, modelmode, image, title, new_catalog, out, column
         help="Embed this contiguous slice of the items (0-based) ...")
 @option("--num-shards", default=config.NUM_SHARDS, type=click.IntRange(min=1), remember=False,
         help="... of this many; merge them with merge-features.")
-@option("--crop", default=config.CROP, type=click.Choice(config.CROPS),
-        help="Embed the whole photo, or (auto) the crop around the product found in it; queries are cropped alike.")
 @_force
-def extract_features_command(model_name, layer, batch_size, shard, num_shards, crop, force):
+def extract_features_command(model_name, layer, batch_size, shard, num_shards, force):
     """Embed every item with the image model into models/embeddings/."""
     from shoplens.pipeline import embeddings_dir, extract_key
 
@@ -674,11 +685,11 @@ def extract_features_command(model_name, layer, batch_size, shard, num_shards, c
         _tensorflow()
         from shoplens.models.extract_features import extract_features
 
-        return extract_features(model_name, layer, batch_size, shard, num_shards, crop)
+        return extract_features(model_name, layer, batch_size, shard, num_shards)
 
-    key = extract_key(model_name, layer, shard, num_shards, crop=crop)
+    key = extract_key(model_name, layer, shard, num_shards)
     if num_shards == 1:
-        key = _merged_key(key, model_name, layer, crop) or key
+        key = _merged_key(key, model_name, layer) or key
     summary = run_stage("embeddings", embeddings_dir(shard, num_shards), key, build, force, _echo_stage)
     if summary:
         cropped = ", cropped to the product" if summary["crop"] == "auto" else ""
@@ -687,7 +698,7 @@ def extract_features_command(model_name, layer, batch_size, shard, num_shards, c
                    f"({summary['seconds']:.1f} s, {summary['items_per_second']:,.0f} items/s)")
 
 
-def _merged_key(key, model_name, layer, crop):
+def _merged_key(key, model_name, layer):
     """The key of the published embeddings if they were merged from shards that are all up to date with ``key``'s
     options and model: then they are the embeddings of every item, and nothing needs extracting again."""
     from shoplens.outputs import read_stage
@@ -704,7 +715,7 @@ def _merged_key(key, model_name, layer, crop):
         return None
     for shard in range(shards):
         if (read_stage(embeddings_dir(shard, shards)) or {}).get("key") != extract_key(model_name, layer, shard,
-                                                                                        shards, crop=crop):
+                                                                                        shards):
             return None
     return record["key"]
 

@@ -132,6 +132,12 @@ CLASS_WEIGHTS = False
 PRECISION = "auto"
 # "default": one process; "mirrored": all local GPUs (or the CPU); "multiworker": the machines in TF_CONFIG.
 STRATEGY = "default"
+# Object-centred crops of an image model (MODELMODE=image, the one search uses; shoplens.models.localise). "auto":
+# once trained on the whole photos, the model finds the product in each of them (by contrast with a plain
+# background, else by its own class activation map) and trains again as long on the photos and their crops; it then
+# classifies and embeds the crop of every photo it reads, the catalog's and the queries'. "none": whole photos.
+CROP = "none"
+CROPS = ("none", "auto")
 
 # Worker processes for image decoding; None means one per core.
 WORKERS = None
@@ -140,11 +146,6 @@ WORKERS = None
 SEARCH_IMAGE_MODEL = "multilabel_image"  # photos are classified and embedded from the photo alone
 SEARCH_TEXT_MODEL = "multilabel_text"  # predicts the category a text query means
 EMBEDDING_LAYER = "image_embedding"  # the layer before the heads
-# Object-centred crops (shoplens.models.localise): "auto" finds the product in each photo (by contrast with a plain
-# background, else by the image model's class activation map) and embeds and classifies the crop; every query
-# photo is then cropped too. "none" reads the whole photo.
-CROP = "none"
-CROPS = ("none", "auto")
 EXTRACT_BATCH_SIZE = 256
 SHARD = 0  # extraction of a contiguous slice of the items: shard SHARD of NUM_SHARDS, merged by merge_features
 NUM_SHARDS = 1

@@ -28,7 +28,7 @@ CODE = {
     "images": ("data/images.py", "features/build_features.py"),
     "text features": ("features/build_features.py",),
     "model": ("models/backbones.py", "models/build_model.py", "models/datasets.py", "models/distribute.py",
-              "models/inputs.py", "models/normsoftmax.py", "models/train_model.py"),
+              "models/inputs.py", "models/localise.py", "models/normsoftmax.py", "models/train_model.py"),
     "backbone features": ("models/backbone_features.py", "models/backbones.py", "models/build_model.py"),
     "evaluation": ("models/predict_model.py", "models/decode.py", "visualization/model_figures.py"),
     "audit": ("audit/audit.py", "audit/duplicates.py", "audit/label_issues.py", "visualization/audit_figures.py"),
@@ -149,7 +149,7 @@ def train_key(classmode=config.CLASSMODE, modelmode=config.MODELMODE, backbone=c
               strategy=config.STRATEGY, finetune_blocks=config.FINETUNE_BLOCKS, finetune_epochs=config.FINETUNE_EPOCHS,
               finetune_learning_rate=config.FINETUNE_LEARNING_RATE, features_dir=config.FEATURES_DIR,
               loss=config.LOSS, temperature=config.TEMPERATURE, margin=config.MARGIN,
-              vit_patch_size=config.VIT_PATCH_SIZE, vit_layers=config.VIT_LAYERS):
+              vit_patch_size=config.VIT_PATCH_SIZE, vit_layers=config.VIT_LAYERS, crop=config.CROP):
     """A model: the options of its mode, the parts of the features it reads, a weights file it loads, its code."""
     features = features_summary(features_dir)
     options = {"CLASSMODE": classmode, "MODELMODE": modelmode, "EPOCHS": epochs, "BATCH_SIZE": batch_size,
@@ -161,6 +161,8 @@ def train_key(classmode=config.CLASSMODE, modelmode=config.MODELMODE, backbone=c
     if modelmode != "text" and features["has_images"]:
         options["BACKBONE"] = backbone
         options["LOSS"] = loss
+        if modelmode == "image":  # the models that find the product in a photo themselves
+            options["CROP"] = crop
         if loss == "normsoftmax":
             options.update(TEMPERATURE=temperature, MARGIN=margin)
         size = features.get("pretrained_image_size") if is_pretrained(backbone) else features["image_size"]
@@ -213,11 +215,10 @@ def embeddings_dir(shard=0, num_shards=1, models_dir=config.MODELS_DIR):
 
 
 def extract_key(model_name=config.SEARCH_IMAGE_MODEL, layer=config.EMBEDDING_LAYER, shard=config.SHARD,
-                num_shards=config.NUM_SHARDS, models_dir=config.MODELS_DIR, processed_dir=config.PROCESSED_DIR,
-                crop=config.CROP):
-    """The embeddings: the image model, the data, the options."""
+                num_shards=config.NUM_SHARDS, models_dir=config.MODELS_DIR, processed_dir=config.PROCESSED_DIR):
+    """The embeddings: the image model (which says whether photos are cropped), the data, the options."""
     return {"options": {"SEARCH_IMAGE_MODEL": model_name, "EMBEDDING_LAYER": layer, "SHARD": shard,
-                        "NUM_SHARDS": num_shards, "CROP": crop},
+                        "NUM_SHARDS": num_shards},
             "upstream": {"model": published_version(model_dir(model_name, models_dir), train_target(model_name)),
                          "data": published_version(config.splits_dir(processed_dir), "data")},
             "code": code_version(*CODE["embeddings"])}

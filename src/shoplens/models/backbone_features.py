@@ -11,7 +11,8 @@ The activations are published in ``data/processed/backbone/<backbone>-<size>px-<
 as ``<split>.npy`` (float16), keyed by the backbone, the weights file's fingerprint,
 the image size, the cut and the version of the image arrays, so a change of any of
 them computes them again. Train items get ``VIEWS`` views, as they are and mirrored:
-the one augmentation that survives caching, drawn afresh each epoch.
+the one augmentation that survives caching, drawn afresh each epoch. The crops of the
+photos (``CROP=auto``) are cached in a folder of their own (``...-crops/``).
 """
 import json
 import time
@@ -31,7 +32,7 @@ BATCH = 64
 
 
 def backbone_features(model, cut, backbone, weights, images, images_version, processed_dir=config.PROCESSED_DIR,
-                      progress=True):
+                      progress=True, crops=False):
     """The activations at ``cut`` of every image, per split: memory-mapped arrays, made once and reused.
 
     Parameters
@@ -44,6 +45,8 @@ def backbone_features(model, cut, backbone, weights, images, images_version, pro
         Split -> ``(n, size, size, 3)`` uint8 images.
     images_version : str
         The version of the image arrays (a part of the features), for the cache's key.
+    crops : bool
+        The images are the crops of the photos (:mod:`shoplens.models.localise`), not the photos.
 
     Returns
     -------
@@ -58,7 +61,7 @@ def backbone_features(model, cut, backbone, weights, images, images_version, pro
                        "splits": list(images)},
            "inputs": {"weights file": file_fingerprint(weights)} if weights_kind(weights) == "file" else {},
            "upstream": {"images": images_version}, "code": code_version(*CODE["backbone features"])}
-    folder = Path(processed_dir) / "backbone" / f"{backbone}-{size}px-{cut}"
+    folder = Path(processed_dir) / "backbone" / f"{backbone}-{size}px-{cut}{'-crops' if crops else ''}"
     lower = keras.Model(model.get_layer("image").output, model.get_layer(cut).output)
 
     def build():

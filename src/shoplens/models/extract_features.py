@@ -13,9 +13,9 @@ summary of the run. The ``.npz`` holds, row-aligned with ``embeddings``
 (``(n, attributes)``, one column per name in ``attributes``), ``image_paths``
 (as the splits store them: see :func:`shoplens.config.project_path`),
 ``image_sha1`` (of the photo's bytes), ``titles``, ``clean_titles`` and ``splits``; and, as 0-d arrays, the ``model``
-and ``layer`` they came from, the ``crop`` they were made with (``CROP``: with ``auto``
-each photo is cropped to the product first, :mod:`shoplens.models.localise`, and so is
-every query photo), the ``data_version`` of the splits, the ``fingerprint`` the search
+and ``layer`` they came from, its ``crop`` (``CROP``: with ``auto`` the model was trained on
+crops too, each photo is cropped to the product first, :mod:`shoplens.models.localise`, and
+so is every query photo), the ``data_version`` of the splits, the ``fingerprint`` the search
 index checks, and ``item_range`` (first item, end, items in all) of this shard.
 
 Extraction can be split into ``num_shards`` jobs, each embedding a contiguous
@@ -35,9 +35,8 @@ import pandas as pd
 from shoplens import ShoplensError, config
 from shoplens.data.make_dataset import load_split, load_summary
 from shoplens.features.build_features import load_features, load_images
-from shoplens.models.localise import ActivationMaps, crop_boxes
-from shoplens.models.localise import crop as crop_images
-from shoplens.models.trained import load_named_model
+from shoplens.models.localise import ActivationMaps, crop_boxes, crop_photos
+from shoplens.models.trained import load_named_model, model_crop
 from shoplens.outputs import publish
 from shoplens.pipeline import current_data_version, embeddings_dir, extract_key, merge_key
 from shoplens.progress import progress_bar
@@ -59,7 +58,6 @@ def extract_features(
     batch_size=config.EXTRACT_BATCH_SIZE,
     shard=config.SHARD,
     num_shards=config.NUM_SHARDS,
-    crop=config.CROP,
     processed_dir=config.PROCESSED_DIR,
     features_dir=config.FEATURES_DIR,
     models_dir=config.MODELS_DIR,
@@ -78,9 +76,6 @@ def extract_features(
     shard, num_shards : int
         Embed the ``shard``-th of ``num_shards`` contiguous slices of the items
         (in split order, then row order); ``num_shards=1`` embeds them all.
-    crop : {"none", "auto"}
-        Embed each whole photo, or the crop around the product found in it
-        (:func:`shoplens.models.localise.crop_boxes`).
     processed_dir, features_dir, models_dir : path
         Where the splits, the features and the models are.
     progress : bool
@@ -91,10 +86,9 @@ def extract_features(
         raise ShoplensError(f"EXTRACT_BATCH_SIZE must be at least 1, got {batch_size}")
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise ShoplensError(f"SHARD must be in 0..NUM_SHARDS-1 and NUM_SHARDS at least 1, got {shard} of {num_shards}")
-    if crop not in config.CROPS:
-        raise ShoplensError(f"CROP must be one of {', '.join(config.CROPS)}, got '{crop}'")
-    key = extract_key(model_name, layer, shard, num_shards, models_dir, processed_dir, crop)
+    key = extract_key(model_name, layer, shard, num_shards, models_dir, processed_dir)
     model, metadata = load_named_model(model_name, models_dir, processed_dir)
+    crop = model_crop(metadata)
     data = load_summary(processed_dir)
     load_features(features_dir, data["data_version"])
     embedder = embedding_model(model, layer, model_name)
@@ -116,8 +110,10 @@ def extract_features(
         for i in range(start, stop, batch_size):
             j = min(i + batch_size, stop)
             batch = _rows(images, i, j)
-            if activation_maps is not None:
-                batch = crop_images(batch, crop_boxes(batch, activation_maps), batch.shape[1])
+            if activation_maps is not None:  # one process: a pool per batch would cost more than it saves
+                photos = [config.project_path(path) for path in table["image_path"].iloc[i:j]]
+                batch = crop_photos(photos, crop_boxes(batch, activation_maps), batch.shape[1], workers=1,
+                                    progress=False)
             embeddings[i - start:j - start] = np.asarray(embedder.predict_on_batch(batch), np.float32)
             bar.update(j - i)
     embedding_seconds = time.perf_counter() - embedding_started

@@ -24,7 +24,7 @@ from shoplens.data.make_dataset import load_split
 from shoplens.models.decode import decode_paths, level_probs_from_paths, path_table
 from shoplens.models.inputs import split_inputs
 from shoplens.models.metrics import evaluate
-from shoplens.models.trained import load_model, model_name
+from shoplens.models.trained import load_model, model_crop, model_name
 from shoplens.outputs import publish
 from shoplens.parallel import imap
 from shoplens.pipeline import evaluate_key, evaluation_dir, figures_dir
@@ -58,11 +58,19 @@ class Predictions:
                 for (name, classes), probs in zip(self.levels.items(), self.level_probs)}
 
 
-def predict(model, metadata, inputs, batch_size=config.BATCH_SIZE):
-    """Run the model on a dict of inputs and decode its outputs."""
+def predict(model, metadata, inputs, photos=None, batch_size=config.BATCH_SIZE):
+    """Run the model on a dict of inputs and decode its outputs.
+
+    A model trained with ``CROP=auto`` reads the crop of each photo instead, around the product it finds in
+    ``inputs["image"]``, cut out of the photo files ``photos`` (:func:`shoplens.models.localise.crop_photo`).
+    """
     # TensorFlow loads here, when a model runs: checking a new item's inputs beforehand stays quick.
     from shoplens.models.datasets import tf_dataset
+    from shoplens.models.localise import ActivationMaps, crop_photos, find_products
 
+    if model_crop(metadata) == "auto":
+        boxes, _ = find_products(inputs["image"], ActivationMaps(model), progress=False)
+        inputs = {**inputs, "image": crop_photos(photos, boxes, metadata["image_size"], progress=False)}
     labels = metadata["labels"]
     levels, paths = labels["levels"], labels["paths"]
     outputs = model.predict(tf_dataset(inputs, batch_size=batch_size), verbose=0)
@@ -122,7 +130,8 @@ def score_model(classmode=config.CLASSMODE, modelmode=config.MODELMODE, split="t
     """
     model, metadata = load_model(classmode, modelmode, models_dir, processed_dir)
     table, inputs = split_inputs(split, modelmode, features_dir, processed_dir, metadata["image_size"])
-    predictions = predict(model, metadata, inputs)
+    photos = [config.project_path(path) for path in table["image_path"]] if "image" in inputs else None
+    predictions = predict(model, metadata, inputs, photos)
     train = load_split("train", processed_dir)
     metrics = evaluate(predictions, table, metadata, set(train["clean_title"]) if "clean_title" in train else None)
     metrics.update(model=metadata["name"], catalog=metadata["data"]["catalog_name"], split=split,

@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from shoplens.models.build_model import IMAGE_FEATURES, backbone_cut, build_mode
 from shoplens.models.datasets import tf_dataset
 from shoplens.models.distribute import Distribution, adapt_fit_to_strategy
 from shoplens.models.inputs import balanced_weights, check_modes, encode_targets, heads, split_inputs
+from shoplens.models.localise import ActivationMaps, crop_photos, feature_map_layers, find_products
 from shoplens.models.normsoftmax import MarginCrossentropy
 from shoplens.models.trained import METADATA_FILE, MODEL_FILE, model_name
 from shoplens.outputs import publish
@@ -61,6 +63,7 @@ def train_model(
     finetune_learning_rate=config.FINETUNE_LEARNING_RATE,
     vit_patch_size=config.VIT_PATCH_SIZE,
     vit_layers=config.VIT_LAYERS,
+    crop=config.CROP,
     processed_dir=config.PROCESSED_DIR,
     features_dir=config.FEATURES_DIR,
     models_dir=config.MODELS_DIR,
@@ -78,6 +81,11 @@ def train_model(
     batch norm in inference mode throughout (the recipe of Keras's transfer-learning
     guide). The saved model reads raw images either way.
 
+    With ``crop="auto"`` an image model then finds the product in every train and
+    validate photo (:func:`shoplens.models.localise.find_products`) and repeats its last
+    stage on the photos and their crops (each item shows one or the other, drawn each
+    epoch), validated on the crops: what it will classify and embed.
+
     ``batch_size`` and ``learning_rate`` are per replica of the ``strategy``. Under
     ``multiworker`` every worker calls this; only the chief writes the model, its
     JSON and the logs, and a restarted worker resumes from its last epoch's backup.
@@ -87,12 +95,15 @@ def train_model(
     """
     if epochs < 1 or batch_size < 1 or finetune_epochs < 1:
         raise ShoplensError("EPOCHS, FINETUNE_EPOCHS and BATCH_SIZE must be at least 1")
+    if crop not in config.CROPS:
+        raise ShoplensError(f"CROP must be one of {', '.join(config.CROPS)}, got '{crop}'")
+    crop = crop if modelmode == "image" else "none"
     learning_rate = resolve_learning_rate(learning_rate, modelmode)
     finetune_learning_rate = resolve_learning_rate(finetune_learning_rate, modelmode)
     key = train_key(classmode, modelmode, backbone, weights, finetune, text_encoder, epochs, batch_size,
                     learning_rate, patience, class_weights, precision, seed, strategy, finetune_blocks,
                     finetune_epochs, finetune_learning_rate, features_dir, loss, temperature, margin,
-                    vit_patch_size=vit_patch_size, vit_layers=vit_layers)
+                    vit_patch_size=vit_patch_size, vit_layers=vit_layers, crop=crop)
     data = load_summary(processed_dir)
     features = load_features(features_dir, data["data_version"])
     check_modes(classmode, modelmode, features)
@@ -132,6 +143,8 @@ def train_model(
                             weights=weights, finetune_blocks=finetune_blocks if finetune else 0,
                             text_encoder=text_encoder, loss=loss, temperature=temperature,
                             vit_patch_size=vit_patch_size, vit_layers=vit_layers)
+    if crop == "auto":
+        feature_map_layers(model)  # a model that cannot find a product (no convolutional feature map) is refused now
     # Training a stage from part-way up the model re-calls its layers, which Keras's saving then trips over:
     # the model saved is rebuilt from this description, with the trained weights.
     architecture = model.get_config()
@@ -161,7 +174,9 @@ def train_model(
     # Keras's progress bar redraws itself with carriage returns: a log file gets plain lines instead.
     log_lines = verbose is None and not is_terminal(sys.stdout)
     keras_verbose = 0 if log_lines else 1 if verbose is None else verbose
-    for number, (start, inputs, stage_epochs, rate) in enumerate(stages, start=1):
+    count = len(stages) + (crop == "auto")
+
+    def train_stage(number, start, inputs, stage_epochs, rate):
         trained = model if start is None else _from_layer(model, start, list(inputs["train"]), outputs)
         with distribution.strategy.scope():
             trained.compile(
@@ -170,18 +185,41 @@ def train_model(
                 loss={name: head_loss for name in outputs},
                 metrics={name: ["accuracy"] for name in outputs},
             )
-        stage = f"{name}-stage{number}" if len(stages) > 1 else name
+        stage = f"{name}-stage{number}" if count > 1 else name
         train_data = tf_dataset(inputs["train"], y["train"], global_batch, shuffle=True, seed=seed,
                                 sample_weight=weights_per_item, augment_images=start is None,
                                 order=list(inputs["train"]) if start else None)
         validate_x = {k: v[seen] for k, v in inputs["validate"].items()}
         validate_data = tf_dataset(validate_x, {k: v[seen] for k, v in y["validate"].items()}, global_batch,
                                    order=list(validate_x) if start else None)
-        lines = ProgressLog(len(tables["train"]), global_batch, list(outputs),
-                            f"stage {number} " if len(stages) > 1 else "")
+        lines = ProgressLog(len(tables["train"]), global_batch, list(outputs), f"stage {number} " if count > 1 else "")
         histories.append(_fit(trained, train_data, validate_data, stage_epochs, patience, out_dir, stage,
-                              log_dir / f"stage{number}" if len(stages) > 1 else log_dir, distribution, strategy,
+                              log_dir / f"stage{number}" if count > 1 else log_dir, distribution, strategy,
                               [throughput, lines] if log_lines else [throughput], keras_verbose))
+
+    for number, stage in enumerate(stages, start=1):
+        train_stage(number, *stage)
+    products = None
+    if crop == "auto":
+        activation_maps, progress = ActivationMaps(model), bool(keras_verbose or log_lines)  # of the trained model
+        found = {split: find_products(x[split]["image"], activation_maps, progress=progress)
+                 for split in ("train", "validate")}
+        products = {"photos": sum(len(boxes) for boxes, _ in found.values()),
+                    "plain": sum(plain for _, plain in found.values())}
+        start, inputs, stage_epochs, rate = stages[-1]
+        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out_dir / "checkpoints") as folder:
+            crops = {split: crop_photos([config.project_path(p) for p in tables[split]["image_path"]], boxes,
+                                        image_size, np.lib.format.open_memmap(
+                                            Path(folder) / f"{split}.npy", mode="w+", dtype=np.uint8,
+                                            shape=x[split]["image"].shape), progress=progress)
+                     for split, (boxes, _) in found.items()}
+            if pretrained:
+                digest = hashlib.sha1(b"".join(boxes.tobytes() for boxes, _ in found.values())).hexdigest()[:16]
+                crops, _ = backbone_features(model, cut, backbone, weights, crops,
+                                             f"{features['versions'][f'images_{image_size}']}-{digest}", processed_dir,
+                                             crops=True)
+            train_stage(count, start, _with_crops(inputs, crops), stage_epochs, rate)
     seconds = time.perf_counter() - started
 
     history = {k: [float(v) for h in histories for v in h.history[k]] for k in histories[-1].history}
@@ -212,6 +250,7 @@ def train_model(
                     "text_encoder": text_encoder if vocabulary else None,
                     **({"loss": loss, "temperature": temperature if normsoftmax else None,
                         "margin": margin if normsoftmax else None} if image_size else {}),
+                    **({"crop": crop} if modelmode == "image" else {}),
                     "epochs": epochs, "batch_size": batch_size,
                     "learning_rate": learning_rate, "patience": patience, "class_weights": bool(class_weights),
                     "precision": policy, "seed": seed, "strategy": strategy},
@@ -226,7 +265,12 @@ def train_model(
         "first_epoch": histories[0].epoch[0] + 1,
         "best_epoch": histories[-1].epoch[int(np.argmin(losses))] + 1,
         "epochs_run": sum(epochs_run),
+        "stages": (["heads", "fine-tuning"][:len(stages)] if pretrained
+                   else ["photos" if modelmode == "image" else "items"]) + (["crops"] if products else []),
         "stage_epochs": epochs_run,
+        # CROP=auto: the train and validate photos the last stage also learnt from the crops of, and how many of
+        # them had a plain background (boxed by contrast; the others by the activation maps).
+        "products_found": products,
         "train_seconds": round(seconds, 1),
         "items_per_second": round(throughput.items_per_second(len(leaf)), 1),
         "backbone_features_seconds": made["seconds"] if made else None,  # None: the cache was up to date
@@ -303,6 +347,13 @@ def _from_layer(model, start, names, heads):
     if "title" in names:
         tensors["title"] = model.get_layer("title").output
     return keras.Model([tensors[n] for n in names], {head: model.get_layer(head).output for head in heads})
+
+
+def _with_crops(inputs, crops):
+    """A stage's inputs with each train item's crop as more views of it, validated on the crops alone."""
+    feature = "image_features" if "image_features" in inputs["train"] else "image"
+    return {"train": {**inputs["train"], feature: [inputs["train"][feature], crops["train"]]},
+            "validate": {**inputs["validate"], feature: crops["validate"]}}
 
 
 def _replace_images(x, activations):

@@ -16,6 +16,12 @@ def model_name(classmode, modelmode):
     return f"{classmode}_{modelmode}"
 
 
+def model_crop(metadata):
+    """``auto`` for a model trained with ``CROP=auto``, which classifies and embeds the crop of each photo it reads;
+    else ``none``."""
+    return metadata["options"].get("crop", "none")
+
+
 def load_model(classmode=config.CLASSMODE, modelmode=config.MODELMODE, models_dir=config.MODELS_DIR,
                processed_dir=config.PROCESSED_DIR, metadata_only=False):
     """Load a trained model and its metadata; refuse one trained on other data than the project's.

@@ -15,9 +15,9 @@ from shoplens import ShoplensError
 from shoplens.data.images import load_image
 
 
-def read_photo(image, size, with_size=False):
-    """Decode a query photo (path, bytes or file-like) into ``(pixels, sha1)``, and its ``(width, height)`` upright
-    if ``with_size``.
+def read_photo(image, size, with_photo=False):
+    """Decode a query photo (path, bytes or file-like) into ``(pixels, sha1)``; with ``with_photo``, also its bytes
+    and its ``(width, height)`` upright, for cropping it.
 
     Returns
     -------
@@ -41,13 +41,13 @@ def read_photo(image, size, with_size=False):
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ShoplensError(f"{name}: cannot read as an image ({reason})") from None
-    if not with_size:
+    if not with_photo:
         return pixels, hashlib.sha1(data).hexdigest()
     with Image.open(io.BytesIO(data)) as photo:
         width, height = photo.size
         # EXIF orientations 5 to 8 turn the photo a quarter, as load_image does.
         upright = (height, width) if photo.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (width, height)
-    return pixels, hashlib.sha1(data).hexdigest(), upright
+    return pixels, hashlib.sha1(data).hexdigest(), data, upright
 
 
 def photo_box(box, photo_size, size):

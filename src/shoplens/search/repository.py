@@ -20,6 +20,7 @@ and a search result is a product with its ``"score"``, from 0 to 1, added (and, 
 a text query, ``"why"``: what it matched).
 """
 import functools
+import io
 import json
 import logging
 import os
@@ -33,8 +34,7 @@ from shoplens.data.clean_titles import TitleCleaner
 from shoplens.models.bag_of_words import category_reader
 from shoplens.models.decode import combine_posteriors, path_probs
 from shoplens.models.extract_features import embedding_model, load_features_file, normalise
-from shoplens.models.localise import ActivationMaps, crop_boxes
-from shoplens.models.localise import crop as crop_images
+from shoplens.models.localise import ActivationMaps, crop_boxes, crop_photo
 from shoplens.models.trained import load_named_model
 from shoplens.search.filters import Fields
 from shoplens.search.image_search import photo_box, read_photo
@@ -362,12 +362,12 @@ class Repository:
         embeddings are of crops (``crop`` as :meth:`similar_to_image` returns it), else whole (``crop`` None)."""
         if self.crop == "none":  # a bad photo fails fast, before the model loads
             return *read_photo(image, self._image_size()), None
-        pixels, sha1, photo_size = read_photo(image, self._image_size(), with_size=True)
+        pixels, sha1, data, photo_size = read_photo(image, self._image_size(), with_photo=True)
         self._image_runner()
         size = len(pixels)
-        box = crop_boxes(pixels[None], self._activation_maps)
-        crop = {"box": photo_box(box[0], photo_size, size), "width": photo_size[0], "height": photo_size[1]}
-        return crop_images(pixels[None], box, size)[0], sha1, crop
+        box = crop_boxes(pixels[None], self._activation_maps)[0]
+        crop = {"box": photo_box(box, photo_size, size), "width": photo_size[0], "height": photo_size[1]}
+        return crop_photo(io.BytesIO(data), box, size), sha1, crop
 
     def _image_runner(self):
         """The image model with its embedding layer as an extra output, and its metadata; loaded once."""
