@@ -53,8 +53,10 @@ demo: | $(INSTALLED) ## Set up, generate the demo catalog and run the pipeline o
 	@echo "gallery: make serve, then open the address it prints"
 	@echo "demo: $$(( $$(date +%s) - $$(cat .make/demo-started) )) s in all (setting up .venv not counted)"
 
+# The test files run side by side, one process per CPU core (four at most: each holds a TensorFlow); a file's
+# tests stay in one process, which makes their module fixtures once.
 test: | $(INSTALLED) ## Set up and run the test suite
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile
 
 test-container: | $(INSTALLED) ## Build the gallery's image on a Docker engine of its own and test it (root; minutes)
 	$(BIN)/pytest -m container tests/test_container.py
