@@ -155,7 +155,7 @@ class ActivationMaps:
     def __init__(self, model):
         import keras
 
-        layers, self.weights = zip(*feature_map_layers(model), strict=True)
+        layers, self.layer_weights = zip(*feature_map_layers(model), strict=True)
         # The same layers on an image of any size, so that a photo is read enlarged too: a copy, with the weights
         # the model has now.
         architecture = model.get_config()
@@ -185,7 +185,7 @@ class ActivationMaps:
             step = max(1, batch_size // scale ** 2)  # the enlarged photos' activations fit in as much memory
             for start in range(0, len(images), step):
                 maps[start:start + step] *= self._read(images[start:start + step], scale)
-        return (maps ** (1 / (2 * sum(self.weights) * len(SCALES)))).astype(np.float32)
+        return (maps ** (1 / (2 * sum(self.layer_weights) * len(SCALES)))).astype(np.float32)
 
     def _read(self, batch, scale):
         """The product of the batch's layer maps, as it is and mirrored, read ``scale`` times as large, each to the
@@ -203,7 +203,7 @@ class ActivationMaps:
             # model is sure.
             logits = [_logits(head, tf.cast(inputs[head.input.name], tf.float32)) for head in self.heads]
             score = sum(tf.reduce_sum(tf.reduce_max(z, axis=-1)) for z in logits)
-        for feature, gradient, weight in zip(features, tape.gradient(score, features), self.weights, strict=True):
+        for feature, gradient, weight in zip(features, tape.gradient(score, features), self.layer_weights, strict=True):
             layer_map = tf.reduce_sum(tf.nn.relu(tf.cast(gradient, tf.float32)) * tf.cast(feature, tf.float32),
                                       axis=-1).numpy()
             layer_map = ndimage.zoom(layer_map, (1, height / layer_map.shape[1], width / layer_map.shape[2]),
